@@ -1,0 +1,1 @@
+"""Thin Kubeflow Pipelines components (importable as urbangen.components)."""

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines DAGs (importable as urbangen.pipelines)."""
