@@ -1,0 +1,189 @@
+"""One component per pipeline step. Bodies only unpack artifacts and call :mod:`urbangen.steps`."""
+
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from urbangen.components import component
+
+
+@component
+def start_tracking(config: dict) -> str:
+    """Open the MLflow parent run of this pipeline run; every later step logs a nested run under it."""
+    from urbangen import steps
+
+    return steps.start_tracking(config)
+
+
+@component
+def make_dataset(config: dict, role: str, parent_run_id: str, data: Output[Dataset]):
+    """Ingest one dataset ('source', 'target' or 'val'): built-in world scenes or a user dataset."""
+    from urbangen import steps
+
+    data.metadata.update(steps.make_dataset(config, role, data.path, parent_run_id))
+
+
+@component
+def train_segmenter(
+    config: dict,
+    method: str,
+    parent_run_id: str,
+    train_data: Input[Dataset],
+    model: Output[Model],
+    labels: Input[Dataset] = None,
+    extra_data: Input[Dataset] = None,
+):
+    """Train a segmenter for one method ('source_only', 'fda', 'urbangen', 'oracle', ...)."""
+    from urbangen import steps
+
+    model.metadata.update(
+        steps.train_segmenter(
+            config,
+            method,
+            train_data.path,
+            model.path,
+            parent_run_id,
+            labels_dir=labels.path if labels else None,
+            extra_dir=extra_data.path if extra_data else None,
+        )
+    )
+
+
+@component
+def pseudo_label(
+    config: dict, parent_run_id: str, segmenter: Input[Model], target: Input[Dataset], labels: Output[Dataset]
+):
+    """Confidence-thresholded pseudo-labels for the unlabelled target images."""
+    from urbangen import steps
+
+    labels.metadata.update(steps.pseudo_label(config, segmenter.path, target.path, labels.path, parent_run_id))
+
+
+@component
+def adapt_stage1(config: dict, parent_run_id: str, target: Input[Dataset], generator: Output[Model]):
+    """Stage 1: align the denoiser's appearance prior with the target images."""
+    from urbangen import steps
+
+    generator.metadata.update(steps.adapt(config, 1, target.path, None, None, generator.path, parent_run_id))
+
+
+@component
+def adapt_stage2(
+    config: dict,
+    parent_run_id: str,
+    target: Input[Dataset],
+    labels: Input[Dataset],
+    stage1: Input[Model],
+    generator: Output[Model],
+):
+    """Stage 2: train the semantic control branch on (target image, eroded pseudo-label) pairs."""
+    from urbangen import steps
+
+    generator.metadata.update(
+        steps.adapt(config, 2, target.path, labels.path, stage1.path, generator.path, parent_run_id)
+    )
+
+
+@component
+def generate_shard(
+    config: dict,
+    parent_run_id: str,
+    shard_index: int,
+    num_shards: int,
+    generator: Input[Model],
+    source: Input[Dataset],
+    candidates: Output[Dataset],
+):
+    """Render K candidates for one deterministic shard of the source label maps."""
+    from urbangen import steps
+
+    candidates.metadata.update(
+        steps.generate_shard(
+            config, generator.path, source.path, int(shard_index), int(num_shards), candidates.path, parent_run_id
+        )
+    )
+
+
+@component
+def filter_rectify(
+    config: dict,
+    parent_run_id: str,
+    shards: Input[list[Dataset]],
+    segmenter: Input[Model],
+    generated: Output[Dataset],
+    unfiltered: Output[Dataset],
+    metrics: Output[Metrics],
+):
+    """Merge shards, keep the best candidate per map by MCOC, rectify labels; also the unfiltered variant."""
+    from urbangen import steps
+
+    summary = steps.filter_rectify(
+        config, [s.path for s in shards], segmenter.path, generated.path, unfiltered.path, parent_run_id
+    )
+    for key, value in summary.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(key, float(value))
+
+
+@component
+def fda_translate(
+    config: dict, parent_run_id: str, source: Input[Dataset], target: Input[Dataset], translated: Output[Dataset]
+):
+    """FDA baseline: source images with the target's low-frequency amplitude spectrum."""
+    from urbangen import steps
+
+    translated.metadata.update(steps.fda(config, source.path, target.path, translated.path, parent_run_id))
+
+
+@component
+def evaluate(
+    config: dict,
+    method: str,
+    parent_run_id: str,
+    segmenter: Input[Model],
+    val: Input[Dataset],
+    result: Output[Artifact],
+    metrics: Output[Metrics],
+):
+    """Score a segmenter on the target validation set (official Cityscapes semantics)."""
+    from urbangen import steps
+
+    summary = steps.evaluate(config, method, segmenter.path, val.path, result.path, parent_run_id)
+    metrics.log_metric("mIoU", float(summary["mIoU"]))
+    metrics.log_metric("pixel_accuracy", float(summary["pixel_accuracy"]))
+
+
+@component
+def report(
+    config: dict,
+    parent_run_id: str,
+    source_only: Input[Artifact],
+    fda: Input[Artifact],
+    urbangen_nofilter: Input[Artifact],
+    urbangen: Input[Artifact],
+    generated: Input[Dataset],
+    page: Output[HTML],
+    results_json: Output[Artifact],
+    summary: Output[Markdown],
+    oracle: Input[Artifact] = None,
+):
+    """Results table, per-class chart and image rows as one HTML page; results.json; MLflow artefacts."""
+    from urbangen import steps
+
+    evaluations = {
+        "source_only": source_only,
+        "fda": fda,
+        "urbangen_nofilter": urbangen_nofilter,
+        "urbangen": urbangen,
+        "oracle": oracle,
+    }
+    paths = {method: a.path for method, a in evaluations.items() if a is not None}
+    steps.report(config, paths, generated.path, page.path, results_json.path, summary.path, parent_run_id)
+
+
+@component
+def register_models(
+    config: dict, parent_run_id: str, generator: Input[Model], segmenter: Input[Model], result: Input[Artifact]
+):
+    """Register the generator and the target segmenter in the MLflow Model Registry (alias 'candidate')."""
+    from urbangen import steps
+
+    steps.register_models(config, generator.path, segmenter.path, result.path, parent_run_id)

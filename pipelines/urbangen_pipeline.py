@@ -1,0 +1,171 @@
+"""The whole method as one Kubeflow pipeline (the same DAG runs on a cluster and through kfp.local).
+
+    make source/target/val ─► train source segmenter ─► pseudo-label target ─► adapt stage 1 ─► stage 2
+    ─► generate (ParallelFor over shards) ─► filter + rectify ─► train/evaluate every method ─► report
+    ─► register models
+
+Structure that depends on the config (number of shards, which steps get a GPU) is fixed when the
+pipeline is built; everything else travels as the ``config`` parameter, editable in the Kubeflow UI.
+"""
+
+from kfp import dsl, kubernetes
+
+from urbangen.components import steps as c
+from urbangen.pipeline_config import PipelineConfig, ResourceConfig
+
+GPU_STEPS = {
+    "train_segmenter",
+    "pseudo_label",
+    "adapt_stage1",
+    "adapt_stage2",
+    "generate_shard",
+    "filter_rectify",
+    "evaluate",
+}
+
+
+def _resources(task: dsl.PipelineTask, step: str, res: ResourceConfig) -> dsl.PipelineTask:
+    """Requests, GPU, node placement, shared memory and credentials for one task."""
+    task.set_cpu_request(res.cpu_request).set_memory_request(res.memory_request)
+    task.set_caching_options(res.caching)
+    if res.gpu and step in GPU_STEPS:
+        task.set_accelerator_type(res.accelerator_type).set_accelerator_limit(res.gpus_per_task)
+        task.set_memory_limit(res.gpu_memory_limit)
+        for key, value in res.node_selector.items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for toleration in res.tolerations:
+            kubernetes.add_toleration(task, **toleration)
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=res.shm_size
+        )
+    if res.secrets:
+        kubernetes.use_secret_as_env(
+            task,
+            secret_name=res.s3_secret,
+            secret_key_to_env={"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"},
+        )
+        kubernetes.use_config_map_as_env(
+            task,
+            config_map_name=res.endpoints_config_map,
+            config_map_key_to_env={
+                "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+                "s3_endpoint": "URBANGEN_S3_ENDPOINT",
+                "mlflow_s3_endpoint_url": "MLFLOW_S3_ENDPOINT_URL",
+            },
+        )
+    task.set_display_name(step.replace("_", " "))
+    return task
+
+
+def build_pipeline(cfg: PipelineConfig):
+    """Return the @dsl.pipeline function for ``cfg`` (its values become the ``config`` parameter default)."""
+    res = cfg.resources
+    shards = list(range(cfg.generate_shards))
+
+    def step(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+        return _resources(task, name, res)
+
+    @dsl.pipeline(
+        name="urbangen",
+        description="Adapt a diffusion model to a target domain, generate and "
+        "filter training data, and evaluate segmenters on the real target.",
+    )
+    def urbangen(config: dict = cfg.model_dump(mode="json")):
+        run = step(c.start_tracking(config=config), "start_tracking")
+        run_id = run.output
+        data = {}
+        for role in ("source", "target", "val"):
+            data[role] = step(c.make_dataset(config=config, role=role, parent_run_id=run_id), "make_dataset")
+            data[role].set_display_name(f"{role} data")
+        source, target, val = (data[r].outputs["data"] for r in ("source", "target", "val"))
+
+        source_seg = step(
+            c.train_segmenter(config=config, method="source_only", parent_run_id=run_id, train_data=source),
+            "train_segmenter",
+        )
+        source_seg.set_display_name("train source segmenter")
+        fda = step(c.fda_translate(config=config, parent_run_id=run_id, source=source, target=target), "fda_translate")
+        fda_seg = step(
+            c.train_segmenter(config=config, method="fda", parent_run_id=run_id, train_data=fda.outputs["translated"]),
+            "train_segmenter",
+        )
+        fda_seg.set_display_name("train FDA segmenter")
+        # the pseudo-labeller (and MCOC judge) is the best source-trained model available: FDA's
+        pseudo_seg = fda_seg if cfg.pseudo_label_from == "fda" else source_seg
+        pseudo = step(
+            c.pseudo_label(config=config, parent_run_id=run_id, segmenter=pseudo_seg.outputs["model"], target=target),
+            "pseudo_label",
+        )
+        stage1 = step(c.adapt_stage1(config=config, parent_run_id=run_id, target=target), "adapt_stage1")
+        stage2 = step(
+            c.adapt_stage2(
+                config=config,
+                parent_run_id=run_id,
+                target=target,
+                labels=pseudo.outputs["labels"],
+                stage1=stage1.outputs["generator"],
+            ),
+            "adapt_stage2",
+        )
+        with dsl.ParallelFor(items=shards, parallelism=res.generate_parallelism) as shard:
+            gen = step(
+                c.generate_shard(
+                    config=config,
+                    parent_run_id=run_id,
+                    shard_index=shard,
+                    num_shards=len(shards),
+                    generator=stage2.outputs["generator"],
+                    source=source,
+                ),
+                "generate_shard",
+            )
+        fr = step(
+            c.filter_rectify(
+                config=config,
+                parent_run_id=run_id,
+                shards=dsl.Collected(gen.outputs["candidates"]),
+                segmenter=pseudo_seg.outputs["model"],
+            ),
+            "filter_rectify",
+        )
+
+        trained = {
+            "source_only": source_seg,
+            "fda": fda_seg,
+            "urbangen_nofilter": c.train_segmenter(
+                config=config, method="urbangen_nofilter", parent_run_id=run_id, train_data=fr.outputs["unfiltered"]
+            ),
+            "urbangen": c.train_segmenter(
+                config=config, method="urbangen", parent_run_id=run_id, train_data=fr.outputs["generated"]
+            ),
+        }
+        if cfg.oracle:
+            trained["oracle"] = c.train_segmenter(
+                config=config, method="oracle", parent_run_id=run_id, train_data=target
+            )
+        results = {}
+        for method, task in trained.items():
+            step(task, "train_segmenter").set_display_name(f"train {method} segmenter")
+            ev = step(
+                c.evaluate(
+                    config=config, method=method, parent_run_id=run_id, segmenter=task.outputs["model"], val=val
+                ),
+                "evaluate",
+            )
+            ev.set_display_name(f"evaluate {method}")
+            results[method] = ev.outputs["result"]
+        rep = step(
+            c.report(config=config, parent_run_id=run_id, generated=fr.outputs["generated"], **results), "report"
+        )
+        step(
+            c.register_models(
+                config=config,
+                parent_run_id=run_id,
+                generator=stage2.outputs["generator"],
+                segmenter=trained["urbangen"].outputs["model"],
+                result=results["urbangen"],
+            ),
+            "register_models",
+        ).after(rep)
+
+    return urbangen

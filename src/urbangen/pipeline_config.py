@@ -1,0 +1,124 @@
+"""The pipeline's configuration: data roles, per-step settings, cluster resources, and scale presets.
+
+One :class:`PipelineConfig` drives a whole run, locally (``urbangen demo`` / ``urbangen pipeline run``)
+or on a cluster (``urbangen pipeline compile|submit``). Step sections hold only what differs between
+scales; each step turns its section into that module's own config model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from urbangen.config import StrictModel, load_yaml, validate
+from urbangen.errors import UrbangenError
+
+
+class WorldData(StrictModel):
+    """Scenes from the built-in procedural world (see urbangen.world)."""
+
+    kind: Literal["world"] = "world"
+    n: int = Field(gt=0)
+    style: Literal["sim", "real"]
+    split: Literal["train", "val"] = "train"
+
+
+class FolderData(StrictModel):
+    """A dataset on disk in one of the supported formats (see docs/datasets.md)."""
+
+    kind: Literal["dataset"] = "dataset"
+    format: str = "cityscapes"
+    root: Path
+    split: str | None = None
+    limit: int | None = Field(default=None, gt=0, description="use only the first N samples")
+
+
+DataSpec = WorldData | FolderData
+
+
+class ResourceConfig(StrictModel):
+    """Kubernetes settings compiled into the pipeline (ignored by kfp.local)."""
+
+    gpu: bool = True
+    accelerator_type: str = "nvidia.com/gpu"
+    gpus_per_task: int = 1
+    gpu_memory_limit: str = "64Gi"
+    cpu_request: str = "4"
+    memory_request: str = "16Gi"
+    shm_size: str = "8Gi"
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    secrets: bool = True
+    s3_secret: str = "urbangen-s3"
+    endpoints_config_map: str = "urbangen-endpoints"
+    generate_parallelism: int = 4
+    caching: bool = False
+
+
+class PipelineConfig(StrictModel):
+    name: str = "urbangen"
+    scale: Literal["smoke", "demo", "full", "custom"] = "custom"
+    seed: int = 0
+    style_seed: int = 1
+    size: tuple[int, int] = (128, 256)
+    experiment: str = "urbangen"
+    source: DataSpec
+    target: DataSpec
+    val: DataSpec
+    oracle: bool = True
+    pseudo_label_from: Literal["source_only", "fda"] = "fda"
+    generate_shards: int = Field(default=2, gt=0)
+    segment: dict[str, Any] = Field(default_factory=dict)
+    pseudo_label: dict[str, Any] = Field(default_factory=dict)
+    adapt: dict[str, Any] = Field(default_factory=dict)
+    generate: dict[str, Any] = Field(default_factory=dict)
+    fda: dict[str, Any] = Field(default_factory=dict)
+    train_seeds: list[int] = Field(default_factory=lambda: [0])
+    dataset_store: bool = True
+    resources: ResourceConfig = Field(default_factory=ResourceConfig)
+
+
+def _world(n_source: int, n_target: int, n_val: int) -> dict[str, Any]:
+    return {
+        "source": {"kind": "world", "n": n_source, "style": "sim"},
+        "target": {"kind": "world", "n": n_target, "style": "real"},
+        "val": {"kind": "world", "n": n_val, "style": "real", "split": "val"},
+    }
+
+
+SCALES: dict[str, dict[str, Any]] = {
+    "smoke": {"size": (64, 128), **_world(16, 16, 8), "generate_shards": 2},
+    "demo": {"size": (128, 256), **_world(300, 300, 100), "generate_shards": 2},
+    "full": {"size": (256, 512), **_world(2000, 2000, 500), "generate_shards": 8, "train_seeds": [0, 1, 2]},
+}
+
+
+def preset(scale: str, **overrides: Any) -> PipelineConfig:
+    """The built-in benchmark's config at ``scale``, with top-level ``overrides`` (seed, style_seed, ...)."""
+    if scale not in SCALES:
+        raise UrbangenError(f"unknown scale {scale!r}; expected one of {sorted(SCALES)}")
+    data = {"scale": scale, **SCALES[scale]}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(PipelineConfig, data, f"preset {scale}")
+
+
+def load_pipeline_config(path: str | Path | None, scale: str | None = None, **overrides: Any) -> PipelineConfig:
+    """A preset (if ``scale``) updated with the YAML file (if ``path``) and then ``overrides``."""
+    data: dict[str, Any] = {}
+    if scale is not None:
+        data = preset(scale).model_dump(mode="python", exclude_unset=False)
+    if path is not None:
+        loaded = load_yaml(path)
+        if not isinstance(loaded, dict):
+            raise UrbangenError(f"config file {path}: expected a mapping at the top level")
+        for key, value in loaded.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict) and key not in ("source", "target", "val"):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(PipelineConfig, data, str(path) if path else f"preset {scale}")
