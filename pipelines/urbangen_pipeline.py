@@ -8,10 +8,21 @@ Structure that depends on the config (number of shards, which steps get a GPU) i
 pipeline is built; everything else travels as the ``config`` parameter, editable in the Kubeflow UI.
 """
 
+from typing import NamedTuple
+
 from kfp import dsl, kubernetes
+from kfp.dsl import HTML, Artifact
 
 from urbangen.components import steps as c
 from urbangen.pipeline_config import PipelineConfig, ResourceConfig
+
+
+class Outputs(NamedTuple):
+    """What a pipeline run returns: the report page and results.json."""
+
+    report: HTML
+    results: Artifact
+
 
 GPU_STEPS = {
     "train_segmenter",
@@ -70,7 +81,7 @@ def build_pipeline(cfg: PipelineConfig):
         description="Adapt a diffusion model to a target domain, generate and "
         "filter training data, and evaluate segmenters on the real target.",
     )
-    def urbangen(config: dict = cfg.model_dump(mode="json")):
+    def urbangen(config: dict = cfg.model_dump(mode="json")) -> Outputs:
         run = step(c.start_tracking(config=config), "start_tracking")
         run_id = run.output
         data = {}
@@ -167,5 +178,6 @@ def build_pipeline(cfg: PipelineConfig):
             ),
             "register_models",
         ).after(rep)
+        return Outputs(report=rep.outputs["page"], results=rep.outputs["results_json"])
 
     return urbangen

@@ -1,0 +1,146 @@
+"""``urbangen pipeline compile|run|submit``: the Kubeflow pipeline from the command line.
+
+- compile: write the pipeline YAML that users upload in the Kubeflow UI;
+- run --local: execute every step through kfp.local (SubprocessRunner, the current environment), tracked
+  in the workspace's MLflow store — the embedded default, and what ``urbangen demo`` uses;
+- submit: upload the pipeline (a new version if it exists) to a Kubeflow Pipelines host and start a run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from urbangen.errors import UrbangenError
+from urbangen.pipeline_config import PipelineConfig, load_pipeline_config
+
+
+def compile_pipeline(cfg: PipelineConfig, out: str | Path) -> Path:
+    """Compile the pipeline for ``cfg`` to a YAML file (atomically)."""
+    from kfp import compiler
+
+    from urbangen.io import atomic_path
+    from urbangen.pipelines.urbangen_pipeline import build_pipeline
+
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        compiler.Compiler().compile(build_pipeline(cfg), str(tmp.with_suffix(".yaml")))
+        tmp.with_suffix(".yaml").replace(tmp)
+    return out
+
+
+def local_environment(workspace: Path) -> dict[str, str]:
+    """Environment for local runs: the workspace, and its sqlite MLflow store unless a server is configured."""
+    from urbangen.tracking import tracking_uri
+
+    workspace = workspace.resolve()
+    return {"URBANGEN_WORKSPACE": str(workspace), "MLFLOW_TRACKING_URI": tracking_uri(workspace)}
+
+
+def run_local(cfg: PipelineConfig, workspace: str | Path) -> dict[str, Path]:
+    """Run the whole pipeline on this machine through kfp.local; returns the report and results paths."""
+    from kfp import local
+
+    from urbangen.pipelines.urbangen_pipeline import build_pipeline
+
+    workspace = Path(workspace).resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    os.environ.update(local_environment(workspace))  # tasks are subprocesses: they inherit this
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace / "kfp"), raise_on_error=True)
+    try:
+        task = build_pipeline(cfg)(config=cfg.model_dump(mode="json"))
+    except RuntimeError as exc:
+        raise UrbangenError(f"local pipeline run failed: {exc} (task logs above; workspace {workspace})") from exc
+    return {name: Path(artifact.path) for name, artifact in task.outputs.items()}
+
+
+def submit(cfg: PipelineConfig, host: str, experiment: str | None = None, namespace: str | None = None) -> str:
+    """Upload the pipeline to ``host`` (a new version when it already exists) and start a run; returns its id."""
+    import kfp
+
+    client = kfp.Client(host=host, namespace=namespace)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(cfg, Path(tmp) / "pipeline.yaml")
+        version = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        pipeline_id = client.get_pipeline_id(cfg.name)
+        if pipeline_id is None:
+            pipeline = client.upload_pipeline(str(package), pipeline_name=cfg.name)
+            pipeline_id = pipeline.pipeline_id
+            versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
+            version_id = versions[0].pipeline_version_id
+        else:
+            version_id = client.upload_pipeline_version(
+                str(package), pipeline_version_name=version, pipeline_id=pipeline_id
+            ).pipeline_version_id
+    experiment_id = client.create_experiment(experiment or cfg.experiment, namespace=namespace).experiment_id
+    run = client.run_pipeline(
+        experiment_id=experiment_id,
+        job_name=version,
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        params={"config": cfg.model_dump(mode="json")},
+    )
+    return run.run_id
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="pipeline config YAML (see docs/pipeline.md); applied over --scale",
+)
+scale_option = click.option(
+    "--scale", type=click.Choice(["smoke", "demo", "full"]), default=None, help="start from a built-in benchmark preset"
+)
+
+
+def _config(config_path: str | None, scale: str | None) -> PipelineConfig:
+    if config_path is None and scale is None:
+        raise UrbangenError("give --config FILE and/or --scale smoke|demo|full")
+    return load_pipeline_config(config_path, scale)
+
+
+@click.group()
+def pipeline() -> None:
+    """Compile, run locally, or submit the Kubeflow pipeline."""
+
+
+@pipeline.command("compile")
+@config_option
+@scale_option
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="pipeline YAML to write")
+def compile_command(config_path: str | None, scale: str | None, out: str) -> None:
+    """Write the pipeline YAML to upload in the Kubeflow UI."""
+    path = compile_pipeline(_config(config_path, scale), out)
+    click.echo(f"wrote {path}")
+
+
+@pipeline.command("run")
+@config_option
+@scale_option
+@click.option("--local", "local_", is_flag=True, required=True, help="run through kfp.local on this machine")
+@click.option("--workspace", type=click.Path(file_okay=False), default="workspace", show_default=True)
+def run_command(config_path: str | None, scale: str | None, local_: bool, workspace: str) -> None:
+    """Run every step on this machine through kfp.local (the embedded default)."""
+    outputs = run_local(_config(config_path, scale), workspace)
+    for name, path in outputs.items():
+        click.echo(f"{name}: {path}")
+
+
+@pipeline.command("submit")
+@config_option
+@scale_option
+@click.option("--host", required=True, help="Kubeflow Pipelines API endpoint, e.g. http://ml-pipeline-ui:80")
+@click.option("--experiment", default=None)
+@click.option("--namespace", default=None)
+def submit_command(
+    config_path: str | None, scale: str | None, host: str, experiment: str | None, namespace: str | None
+) -> None:
+    """Upload the pipeline (new version if it exists) and start a run on a cluster."""
+    run_id = submit(_config(config_path, scale), host, experiment, namespace)
+    click.echo(f"started run {run_id}")
