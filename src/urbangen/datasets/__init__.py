@@ -11,11 +11,22 @@ from urbangen.errors import UrbangenError
 # format name -> "module:ReaderClass"; modules are imported on use
 FORMATS: dict[str, str] = {
     "cityscapes": "urbangen.datasets.cityscapes:CityscapesReader",
+    "acdc": "urbangen.datasets.acdc:ACDCReader",
+    "gta5": "urbangen.datasets.gta5:GTA5Reader",
+    "synthia": "urbangen.datasets.synthia:SynthiaReader",
+    "synscapes": "urbangen.datasets.synscapes:SynscapesReader",
+    "mapillary": "urbangen.datasets.mapillary:MapillaryReader",
+    "bdd100k": "urbangen.datasets.bdd100k:BDD100KReader",
+    "folder": "urbangen.datasets.folder:FolderReader",
 }
 
 
 def open_dataset(format: str, root: str | Path, mapping_file: str | Path | None = None) -> DatasetReader:
-    """The reader for ``format`` over ``root`` (``mapping_file``: the label mapping YAML of ``folder``)."""
+    """The reader for ``format`` over ``root``.
+
+    ``mapping_file``: the mapping YAML of ``folder``, or the config.json of ``mapillary``; other formats
+    take none.
+    """
     if format not in FORMATS:
         raise UrbangenError(f"unknown dataset format {format!r}; expected one of {sorted(FORMATS)}")
     module_name, cls_name = FORMATS[format].split(":")
