@@ -1,0 +1,1 @@
+"""Image-translation baselines every generated dataset is compared with (FDA)."""

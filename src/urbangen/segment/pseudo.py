@@ -1,0 +1,133 @@
+"""Confidence-thresholded pseudo-labels for unlabelled images.
+
+Output folder (usable as ``DataSource.labels_dir``)::
+
+    OUT/<id>.png               trainIds where the confidence passes, 255 elsewhere
+    OUT/confidence/<id>.png    uint8 round(confidence * 255)
+    OUT/prediction/<id>.png    the raw arg-max trainIds (before thresholding)
+    OUT/summary.json           thresholds and kept / predicted pixels per class
+
+Thresholds act on the stored 8-bit confidence (steps of 1/255). ``mode="global"`` keeps pixels with
+confidence >= ``threshold``. ``mode="classwise"`` computes, per predicted class c, the ``percentile``-th
+percentile t_c of that class's confidences over the whole dataset (class-balanced self-training, CBST)
+and keeps pixels with confidence >= min(t_c, threshold): confident pixels always pass, and rare or hard
+classes still contribute their most confident pixels.
+
+The expensive pass (inference) skips images whose prediction and confidence already exist, so an
+interrupted run resumes; thresholding and the summary are recomputed from the stored maps each time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from urbangen.errors import UrbangenError
+from urbangen.io import IGNORE, read_label, write_json_atomic, write_png
+from urbangen.segment.data import DataSource, open_source
+from urbangen.segment.predict import MODES, Predictor, iter_predictions
+
+PSEUDO_MODES = ("global", "classwise")
+
+
+def _u8(threshold: float) -> int:
+    return min(255, math.ceil(threshold * 255 - 1e-9))
+
+
+def class_thresholds(hist: np.ndarray, percentile: float, threshold: float) -> np.ndarray:
+    """Per-class uint8 thresholds min(t_c, threshold) from a C x 256 histogram of 8-bit confidences."""
+    cap = _u8(threshold)
+    out = np.full(hist.shape[0], cap, dtype=np.int64)
+    for c, counts in enumerate(hist):
+        total = counts.sum()
+        if total:
+            rank = np.searchsorted(np.cumsum(counts), percentile / 100 * total, side="left")
+            out[c] = min(int(rank), cap)
+    return out
+
+
+def pseudo_label(
+    model_dir: str | Path,
+    source: DataSource,
+    out_dir: str | Path,
+    threshold: float = 0.9,
+    mode: str = "global",
+    percentile: float = 50.0,
+    batch_size: int = 2,
+    device: str = "cpu",
+    predict_mode: str = "whole",
+) -> dict[str, Any]:
+    """Pseudo-label every image of ``source`` with the model in ``model_dir``; returns the summary."""
+    from tqdm import tqdm
+
+    if mode not in PSEUDO_MODES:
+        raise UrbangenError(f"pseudo-label mode must be one of {PSEUDO_MODES}, got {mode!r}")
+    if predict_mode not in MODES:
+        raise UrbangenError(f"predict mode must be one of {MODES}, got {predict_mode!r}")
+    if not 0 <= threshold <= 1:
+        raise UrbangenError(f"threshold must be within 0..1, got {threshold}")
+    if not 0 <= percentile <= 100:
+        raise UrbangenError(f"percentile must be within 0..100, got {percentile}")
+    out_dir = Path(out_dir)
+    opened = open_source(source, need_labels=False)
+    ids = [s.id for s in opened.samples]
+
+    # 1. inference (resumable): raw arg-max and 8-bit confidence per image
+    def paths(sample_id: str) -> tuple[Path, Path]:
+        return out_dir / "prediction" / f"{sample_id}.png", out_dir / "confidence" / f"{sample_id}.png"
+
+    done = {i for i in ids if all(p.is_file() for p in paths(i))}
+    if len(done) < len(ids):
+        predictor = Predictor.from_pretrained(model_dir, device, opened.taxonomy)
+        predictions = iter_predictions(predictor, opened, done, predict_mode, batch_size)
+        for sample_id, pred, conf in tqdm(predictions, total=len(ids) - len(done), desc="pseudo-label", unit="img"):
+            pred_path, conf_path = paths(sample_id)
+            write_png(conf_path, np.rint(conf * 255).astype(np.uint8))
+            write_png(pred_path, pred)
+    taxonomy = opened.taxonomy
+    n = taxonomy.num_classes
+
+    def load(sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+        pred_path, conf_path = paths(sample_id)
+        pred, conf = read_label(pred_path), read_label(conf_path)
+        taxonomy.check(pred, pred_path)
+        return pred, conf
+
+    # 2. thresholds
+    if mode == "classwise":
+        hist = np.zeros((n, 256), dtype=np.int64)
+        for sample_id in ids:
+            pred, conf = load(sample_id)
+            hist += np.bincount(pred.astype(np.int64).ravel() * 256 + conf.ravel(), minlength=256 * 256).reshape(
+                256, 256
+            )[:n]
+        thresholds = class_thresholds(hist, percentile, threshold)
+    else:
+        thresholds = np.full(n, _u8(threshold), dtype=np.int64)
+
+    # 3. labels and summary
+    kept = np.zeros(n, dtype=np.int64)
+    predicted = np.zeros(n, dtype=np.int64)
+    for sample_id in ids:
+        pred, conf = load(sample_id)
+        label = np.where(conf >= thresholds[pred], pred, IGNORE).astype(np.uint8)
+        write_png(out_dir / f"{sample_id}.png", label)
+        kept += np.bincount(label.ravel(), minlength=256)[:n]
+        predicted += np.bincount(pred.ravel(), minlength=256)[:n]
+    summary = {
+        "model": str(model_dir),
+        "source": source.model_dump(mode="json"),
+        "n_images": len(ids),
+        "mode": mode,
+        "threshold": threshold,
+        "percentile": percentile if mode == "classwise" else None,
+        "class_thresholds": {name: int(t) / 255 for name, t in zip(taxonomy.classes, thresholds, strict=True)},
+        "kept_pixels": {name: int(k) for name, k in zip(taxonomy.classes, kept, strict=True)},
+        "predicted_pixels": {name: int(p) for name, p in zip(taxonomy.classes, predicted, strict=True)},
+        "kept_fraction": float(kept.sum() / max(predicted.sum(), 1)),
+    }
+    write_json_atomic(out_dir / "summary.json", summary)
+    return summary
