@@ -36,5 +36,32 @@ def make_toy_dataset(root: Path, n: int = 8, seed: int = 0, split: str = "train"
 
 
 @pytest.fixture(scope="session")
+def make_toy():
+    """The toy dataset writer, for tests that need their own variant."""
+    return make_toy_dataset
+
+
+@pytest.fixture(scope="session")
 def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_toy_dataset(tmp_path_factory.mktemp("toy"), n=8)
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SegFormer trained briefly on the toy scenes (good enough to be confident on sky and road)."""
+    from urbangen.segment.data import DataSource
+    from urbangen.segment.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        sources=[DataSource(root=toy_root, split="train")],
+        crop_size=(64, 64),
+        scale_range=(1.0, 1.0),
+        iterations=40,
+        batch_size=4,
+        lr=2e-3,
+        warmup_iters=0,
+        num_workers=0,
+        progress=False,
+        threads=1,
+    )
+    return train(cfg, tmp_path_factory.mktemp("toy_run"))

@@ -168,14 +168,14 @@ def test_cli_evaluate_json_contract(tmp_path):
     runner = CliRunner()
     out = runner.invoke(main, ["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--json"])
     assert out.exit_code == 0, out.output
-    result = json.loads(out.output)
+    result = json.loads(out.stdout)
     assert set(result) >= {"mIoU", "per_class", "pixel_accuracy", "n_images"} and result["n_images"] == 3
     assert 0 < result["mIoU"] <= 100 and len(result["per_class"]) == 19
     assert result == evaluate_dirs(pred_dir, gt_dir)
     sub = runner.invoke(
         main, ["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--json", "--classes", "synthia13"]
     )
-    assert len(json.loads(sub.output)["classes"]) == 13
+    assert len(json.loads(sub.stdout)["classes"]) == 13
     charts = runner.invoke(
         main, ["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--charts", str(tmp_path / "c")]
     )

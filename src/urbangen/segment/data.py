@@ -140,7 +140,7 @@ def augment(
     crop_image = image[y : y + ch, x : x + cw]
     if aug.flip and rng.random() < 0.5:
         crop_image, crop_label = crop_image[:, ::-1], crop_label[:, ::-1]
-    return np.ascontiguousarray(crop_image), np.ascontiguousarray(crop_label)
+    return crop_image.copy(), crop_label.copy()  # contiguous, writable, independent of the decoded image
 
 
 def class_counts(source: OpenSource, cache_dir: Path | None = None) -> np.ndarray:

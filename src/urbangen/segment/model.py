@@ -53,7 +53,6 @@ SIZES: dict[str, dict[str, Any]] = {
 
 def _label_maps(taxonomy: Taxonomy) -> dict[str, Any]:
     return {
-        "num_labels": taxonomy.num_classes,
         "id2label": dict(enumerate(taxonomy.classes)),
         "label2id": {name: i for i, name in enumerate(taxonomy.classes)},
         "semantic_loss_ignore_index": taxonomy.ignore,

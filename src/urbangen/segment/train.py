@@ -234,6 +234,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, on_log: Callable[[dict], None] 
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the loader off the global RNG (exact resume)
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
 

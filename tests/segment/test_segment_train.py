@@ -1,0 +1,110 @@
+"""Training: CPU determinism, learning, exact resume, config checks, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from urbangen.cli import main
+from urbangen.errors import UrbangenError
+from urbangen.segment.data import DataSource, RareClassSampler, TrainItems, class_counts, open_source
+from urbangen.segment.train import TrainConfig, lr_factor, train
+
+
+def _cfg(root, **kw) -> TrainConfig:
+    base = {
+        "sources": [DataSource(root=root, split="train")],
+        "crop_size": (48, 48),
+        "scale_range": (0.75, 1.25),
+        "iterations": 4,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "warmup_iters": 1,
+        "num_workers": 0,
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "progress": False,
+        "threads": 1,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(run):
+    return load_file(run / "model" / "model.safetensors")
+
+
+def test_deterministic_and_exact_resume(toy_root, tmp_path):
+    cfg = _cfg(toy_root)
+    logs = []
+    train(cfg, tmp_path / "a", on_log=logs.append)
+    assert [entry["step"] for entry in logs] == [1, 2, 3, 4]
+    assert set(logs[0]) == {"step", "loss", "lr", "images_per_s"}
+    train(cfg, tmp_path / "b")
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same seed, same weights
+
+    def crash(entry):
+        if entry["step"] == 3:  # after the checkpoint at step 2
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "c", on_log=crash)
+    assert not (tmp_path / "c" / "model").exists()
+    train(cfg, tmp_path / "c")
+    c = _weights(tmp_path / "c")
+    assert all(torch.equal(a[k], c[k]) for k in a)  # resumed == uninterrupted
+    other = _weights(tmp_path / "a")
+    train(_cfg(toy_root, seed=1), tmp_path / "d")
+    assert not all(torch.equal(other[k], v) for k, v in _weights(tmp_path / "d").items())
+    with pytest.raises(UrbangenError, match=r"different config \(changed: \['lr'\]\)"):
+        train(_cfg(toy_root, lr=5e-4), tmp_path / "c")
+
+
+def test_loss_falls_on_a_fixed_batch(make_toy, tmp_path):
+    root = make_toy(tmp_path / "one", n=1)
+    # one image, cropped whole, no scaling or flipping: the same batch every step
+    cfg = _cfg(root, iterations=30, crop_size=(64, 96), scale_range=(1.0, 1.0), flip=False, warmup_iters=0, lr=2e-3)
+    logs = []
+    train(cfg, tmp_path / "run", on_log=logs.append)
+    first, last = logs[0]["loss"], sum(entry["loss"] for entry in logs[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
+    assert logs[-1]["lr"] == pytest.approx(0.0)
+
+
+def test_lr_schedule_and_rare_class_sampling(toy_root):
+    cfg = _cfg(toy_root, iterations=100, warmup_iters=10, warmup_ratio=0.0, poly_power=1.0)
+    assert lr_factor(0, cfg) == 0 and lr_factor(5, cfg) == pytest.approx(0.5 * 0.95)
+    assert lr_factor(50, cfg) == pytest.approx(0.5)
+    source = open_source(DataSource(root=toy_root, split="train"))
+    counts = class_counts(source)
+    sampler = RareClassSampler(counts, temperature=0.01)
+    assert sampler.probs.argmax() == 13  # car, the rarest class, dominates
+    items = TrainItems([source], cfg.augment(), seed=0, length=10, rcs=[sampler])
+    image, label = items[3]
+    assert image.shape == (48, 48, 3) and label.shape == (48, 48)
+    assert (items[3][0] == image).all()  # an item is a pure function of (seed, index)
+    hits = sum((items[i][1] == 13).any() for i in range(10))
+    assert hits >= 9  # crops are retried until they hold the sampled class
+
+
+def test_bad_configs(toy_root, tmp_path):
+    with pytest.raises(ValueError, match="crop_size"):
+        _cfg(toy_root, crop_size=(16, 16))
+    with pytest.raises(UrbangenError, match="no label in labels_dir"):
+        train(_cfg(toy_root, sources=[DataSource(root=toy_root, labels_dir=tmp_path)]), tmp_path / "x")
+
+
+def test_cli_train(toy_root, tmp_path):
+    config = _cfg(toy_root, iterations=2).model_dump(mode="json")
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    out = runner.invoke(main, ["train", "--config", str(path), "--out", str(tmp_path / "run"), "--set", "seed=3"])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    path.write_text(yaml.safe_dump({**config, "iteratons": 3}))
+    bad = runner.invoke(main, ["train", "--config", str(path), "--out", str(tmp_path / "run2")])
+    assert bad.exit_code == 2 and "iteratons: unknown field" in bad.output
