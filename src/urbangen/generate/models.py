@@ -1,0 +1,80 @@
+"""The two models generation depends on, as small protocols, and their loaders.
+
+Generation only needs a generator with ``generate(labels, seeds, ...)`` and a ``digest``, and filtering
+only a segmenter with ``predict(images)``; the orchestration is written (and tested) against these
+protocols, and the real models (``urbangen.diffusion.sampler.Generator``, the fast engine, and
+``urbangen.segment.predict.Predictor``) are imported only when a folder is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from urbangen.errors import UrbangenError
+from urbangen.generate.config import GenerateConfig
+
+
+class GeneratorLike(Protocol):
+    """Renders label maps: image i depends only on ``labels[i]``, ``depth[i]`` and ``seeds[i]``."""
+
+    digest: str
+
+    def generate(
+        self,
+        labels: np.ndarray,
+        seeds: list[int],
+        depth: np.ndarray | None = None,
+        steps: int = 20,
+        guidance: float | None = None,
+        scheduler: str = "ddim",
+        batch_size: int = 8,
+    ) -> np.ndarray: ...
+
+
+class SegmenterLike(Protocol):
+    """Segments images: (B,H,W,3) uint8 -> ((B,H,W) uint8 trainIds, (B,H,W) float32 confidence)."""
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def folder_digest(folder: str | Path) -> str:
+    """sha256 over the relative names and contents of every file in ``folder`` (sorted)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UrbangenError(f"model folder not found: {folder}")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def model_digest(model: Any, folder: str | Path | None) -> str | None:
+    """The model's own digest when it has one, else the digest of its folder (None without either)."""
+    own = getattr(model, "digest", None)
+    if isinstance(own, str) and own:
+        return own
+    return folder_digest(folder) if folder is not None else None
+
+
+def load_generator(cfg: GenerateConfig) -> GeneratorLike:
+    """The stage-2 generator of ``cfg.generator``, wrapped in the fast engine when ``engine.kind == fast``."""
+    from urbangen.diffusion.sampler import Generator
+    from urbangen.generate.engine import FastGenerator, engine_dtype
+
+    engine = cfg.engine
+    generator = Generator.from_pretrained(cfg.generator, device=engine.device, dtype=engine_dtype(engine))
+    return FastGenerator(generator, engine) if engine.kind == "fast" else generator
+
+
+def load_segmenter(folder: str | Path | None) -> SegmenterLike:
+    """The target-domain segmenter that scores candidates (the pseudo-labeller's, or any segmenter folder)."""
+    if folder is None:
+        raise UrbangenError("segmenter: MCOC filtering needs a segmenter folder (or run with filter: false)")
+    from urbangen.segment.predict import Predictor
+
+    return Predictor.from_pretrained(folder)
