@@ -159,3 +159,19 @@ def test_corrupt_png_and_size_mismatch_write_nothing(tmp_path, gta5_root):
     label.write_bytes(good)
     result = run(*args[1:], "--no-progress")
     assert "wrote 1, skipped 2" in result.stdout
+
+
+def test_commands_on_world_output(tmp_path):
+    """Issue 2 §6: the data commands behave as written on `urbangen world make` output."""
+    pytest.importorskip("urbangen.world.cli")
+    root = tmp_path / "world"
+    make = ["world", "make", "--out", str(root), "--split", "val", "--n", "2", "--seed", "3", "--style", "sim"]
+    result = CliRunner().invoke(main, [*make, "--style-seed", "0", "--size", "64x128"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(run("index", "--format", "cityscapes", "--root", str(root), "--split", "val", "--json").stdout)
+    assert payload["n"] == 2 and all(Path(s["depth"]).is_file() for s in payload["samples"])
+    out = tmp_path / "std"
+    assert run("standardize", "--format", "cityscapes", "--root", str(root), "--out", str(out)).exit_code == 0
+    for sample in payload["samples"]:
+        written = read_label(out / f"{sample['id']}.png")
+        assert np.array_equal(written, cityscapes_label_ids().apply(read_label(sample["label"])))
