@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(layout, name)
     if name == "render":
-        from urbangen.world.render import render
+        from urbangen.world.renderer import render
 
         return render
     if name == "make_dataset":

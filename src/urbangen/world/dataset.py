@@ -84,7 +84,7 @@ def make_dataset(
     """Write ``n`` scenes of ``split`` rendered in ``style`` to ``out``; returns the sample ids in order."""
     from tqdm import tqdm
 
-    from urbangen.world.render import STYLES, render
+    from urbangen.world.renderer import STYLES, render
 
     if split not in SPLITS:
         raise UrbangenError(f"unknown split {split!r}; expected one of {SPLITS}")

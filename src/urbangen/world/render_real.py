@@ -20,7 +20,7 @@ from scipy.ndimage import gaussian_filter
 from urbangen.world import geometry as g
 from urbangen.world.geometry import class_ids
 from urbangen.world.layout import Scene, WorldObject
-from urbangen.world.render import normals, object_array, per_object, sky_gradient
+from urbangen.world.renderer import normals, object_array, per_object, sky_gradient
 from urbangen.world.style import PALETTE_SIZE, STYLE_TAG, Domain, fbm, hash01, make_domain, noise_table
 
 GRID_RES, GRID_X0, GRID_NX, GRID_NZ = 0.25, -40.0, 320, 800  # top-down height map: 80 m x 200 m

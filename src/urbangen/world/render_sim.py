@@ -11,7 +11,7 @@ import numpy as np
 from urbangen.world import geometry as g
 from urbangen.world.geometry import class_ids
 from urbangen.world.layout import Scene
-from urbangen.world.render import normals, object_array, per_object, sky_gradient
+from urbangen.world.renderer import normals, object_array, per_object, sky_gradient
 
 SIM_COLORS = {
     "road": (96, 96, 104),
