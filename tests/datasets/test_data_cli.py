@@ -134,7 +134,7 @@ def test_bad_format_and_split_fail_clearly(cityscapes_root, args, message):
     assert "Traceback" not in result.output
 
 
-def test_corrupt_png_and_size_mismatch_write_nothing(tmp_path, gta5_root):
+def test_corrupt_png_and_size_mismatch_write_nothing(tmp_path, gta5_root, synthia_root):
     out = tmp_path / "out"
     args = ["data", "standardize", "--format", "gta5", "--root", str(gta5_root), "--out", str(out)]
     write_png(gta5_root / "images" / "00003.png", np.zeros((30, 36, 3), np.uint8))
@@ -155,10 +155,14 @@ def test_corrupt_png_and_size_mismatch_write_nothing(tmp_path, gta5_root):
     label.write_bytes(good[: len(good) - 40])  # pixel data cut: found when decoding, after 00001 and 00002
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "labels/00004.png" in result.output and "corrupt or truncated" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png"]  # complete files only
+    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png", "standardize.json"]  # complete
     label.write_bytes(good)
     result = run(*args[1:], "--no-progress")
     assert "wrote 1, skipped 2" in result.stdout
+    # the same folder does not take labels of another source
+    other = ["--format", "synthia", "--root", str(synthia_root), "--out", str(out)]
+    result = CliRunner().invoke(main, ["data", "standardize", *other])
+    assert result.exit_code == 2 and "standardized with format='gta5', not 'synthia'" in result.output
 
 
 def test_commands_on_world_output(tmp_path):

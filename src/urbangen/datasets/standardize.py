@@ -3,11 +3,13 @@
 Sizes are checked from file headers before anything is written, so a dataset with an image whose size
 differs from its label (some GTA5 frames) fails at once, naming every such pair. Each output is written
 atomically; a rerun skips outputs that already decode to a valid trainId map of the label's size.
-A ``standardize.json`` beside the outputs records the source, its missing classes and the counts.
+A ``standardize.json`` beside the outputs records the source, its missing classes and the counts; a
+rerun into the same folder from another source or mapping is refused rather than mixed in.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,6 +75,23 @@ def is_valid_output(path: Path, size: tuple[int, int], taxonomy: Taxonomy) -> bo
     return label.dtype == np.uint8 and label.shape == size
 
 
+def check_same_source(out: Path, record: dict) -> None:
+    """Refuse to mix labels of another source (or mapping) into an output folder a rerun would resume."""
+    path = out / SUMMARY_FILE
+    if not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UrbangenError(f"{path} is not valid JSON; remove it or choose another --out") from None
+    for key in ("format", "root", "mapping", "taxonomy"):
+        if previous.get(key) != record[key]:
+            raise UrbangenError(
+                f"{out} holds labels standardized with {key}={previous.get(key)!r}, not {record[key]!r}; "
+                "choose another --out"
+            )
+
+
 def standardize_dataset(
     reader: DatasetReader, index: DatasetIndex, out: str | Path, unknown: str = "error", progress: bool = True
 ) -> StandardizeSummary:
@@ -80,9 +99,23 @@ def standardize_dataset(
     if unknown not in ("error", "ignore"):
         raise UrbangenError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
     out = Path(out)
+    mapping = reader.mapping()
+    taxonomy = mapping.target
+    # what was made and what the source cannot provide (for evaluation over the classes it covers)
+    record = {
+        "format": index.format,
+        "root": str(index.root),
+        "split": index.split,
+        "mapping": mapping.source,
+        "taxonomy": taxonomy.name,
+        "missing": list(mapping.missing),
+        "covered": list(mapping.covered),
+        "unknown": unknown,
+    }
     # 1. validate everything that can be checked without decoding pixels
     sizes = label_sizes(index.samples)
-    taxonomy = reader.mapping().target
+    check_same_source(out, record)
+    write_json_atomic(out / SUMMARY_FILE, {**record, "last_run": None})
     # 2. one atomic write per label, skipping finished ones
     written = skipped = unknown_pixels = files_with_unknown = 0
     for sample in tqdm(index.samples, desc="standardize", unit="label", file=sys.stderr, disable=not progress):
@@ -98,20 +131,6 @@ def standardize_dataset(
         unknown_pixels += count
         files_with_unknown += bool(count)
     summary = StandardizeSummary(len(index), written, skipped, unknown_pixels, files_with_unknown)
-    # 3. record what was made and what the source cannot provide (for evaluation over covered classes)
-    mapping = reader.mapping()
-    write_json_atomic(
-        out / SUMMARY_FILE,
-        {
-            "format": index.format,
-            "root": str(index.root),
-            "split": index.split,
-            "mapping": mapping.source,
-            "taxonomy": taxonomy.name,
-            "missing": list(mapping.missing),
-            "covered": list(mapping.covered),
-            "unknown": unknown,
-            "last_run": asdict(summary),
-        },
-    )
+    # 3. the counts of this run
+    write_json_atomic(out / SUMMARY_FILE, {**record, "last_run": asdict(summary)})
     return summary
