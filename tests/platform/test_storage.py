@@ -21,19 +21,15 @@ from urbangen.errors import UrbangenError
 from urbangen.storage import FILES, LocalStore, Store, decode_files, digest_of, open_store, scan_dir
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """A real S3-protocol server (moto) on a free loopback port, for the whole module."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"127.0.0.1:{port}"
@@ -185,19 +181,16 @@ def test_unsafe_manifest_paths_are_refused():
         decode_files(line, "s3://b/datasets/x/v1/_files.jsonl")
 
 
-def test_unreachable_endpoint_fails_fast():
+def test_unreachable_endpoint_fails_fast(free_port, silent_port):
     start = time.monotonic()
     with pytest.raises(UrbangenError, match=r"unreachable or not answering.*URBANGEN_S3_ENDPOINT"):
         make_minio(f"127.0.0.1:{free_port()}")  # nothing listens there
     assert time.monotonic() - start < 5
 
-    with socket.socket() as silent:  # accepts connections, never answers
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        start = time.monotonic()
-        with pytest.raises(UrbangenError, match="not answering"):
-            make_minio(f"127.0.0.1:{silent.getsockname()[1]}", read_timeout=0.5, retries=1)
-        assert time.monotonic() - start < 5
+    start = time.monotonic()
+    with pytest.raises(UrbangenError, match="not answering"):
+        make_minio(f"127.0.0.1:{silent_port}", read_timeout=0.5, retries=1)  # accepts, never answers
+    assert time.monotonic() - start < 5
 
 
 def test_open_store_follows_the_environment(tmp_path, s3_endpoint):
@@ -240,7 +233,7 @@ def test_cli_push_ls_pull(backend, dataset, tmp_path, monkeypatch, request):
     assert result.exit_code == 2 and "immutable" in result.output
 
 
-def test_cli_reports_unreachable_endpoint(monkeypatch):
+def test_cli_reports_unreachable_endpoint(monkeypatch, free_port):
     monkeypatch.setenv("URBANGEN_S3_ENDPOINT", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
