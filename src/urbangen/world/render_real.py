@@ -47,9 +47,8 @@ def _object_colours(scene: Scene, dom: Domain) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _albedo(scene: Scene, dom: Domain) -> np.ndarray:
+    """Base colour per pixel: class colour, object colour, or the colour of its material part."""
     main, second, skin = _object_colours(scene, dom)
-    albedo = per_object(scene, main, dom.base[scene.label_ids])
-    part = scene.part
     replace = {
         g.PART_LANE: dom.lane_paint,
         g.PART_WINDOW: dom.glass * 0.7 + dom.sky_horizon * 0.3,
@@ -62,16 +61,21 @@ def _albedo(scene: Scene, dom: Domain) -> np.ndarray:
         **LAMPS,
     }
     scale = {g.PART_CURB: 1.2, g.PART_DOOR: 0.45, g.PART_CORNICE: 1.2, g.PART_BAR: 0.55, g.PART_CAP: 1.25}
-    table = np.zeros((g.NUM_PARTS, 3), np.float32)
+    parts = np.zeros((g.NUM_PARTS, 3), np.float32)
     mul = np.ones(g.NUM_PARTS, np.float32)
     has = np.zeros(g.NUM_PARTS, bool)
     for code, colour in replace.items():
-        table[code], has[code] = colour, True
+        parts[code], has[code] = colour, True
     for code, factor in scale.items():
         mul[code] = factor
-    albedo = np.where(has[part][..., None], table[part], albedo * mul[part][..., None])
-    albedo = np.where((part == g.PART_BOTTOM)[..., None], per_object(scene, second, albedo), albedo)
-    return np.where((part == g.PART_SKIN)[..., None], per_object(scene, skin, albedo), albedo)
+    # one table (classes, objects, parts, trousers, skin) and one gather
+    n, part, obj = len(main), scene.part, scene.obj
+    table = np.concatenate([dom.base, main, parts, second, skin]).astype(np.float32)
+    index = np.where(obj >= 0, obj + 256, scene.label_ids.astype(np.int32))
+    index = np.where(has[part], part.astype(np.int32) + 256 + n, index)
+    index = np.where(part == g.PART_BOTTOM, obj + 256 + n + g.NUM_PARTS, index)
+    index = np.where(part == g.PART_SKIN, obj + 256 + 2 * n + g.NUM_PARTS, index)
+    return table[index] * mul[part][..., None]
 
 
 def _texture(scene: Scene, dom: Domain, albedo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -124,20 +128,28 @@ def _sun_visibility(scene: Scene, points: np.ndarray, sun_dir: np.ndarray) -> np
         if box is None:
             continue
         x0, x1, z0, z1, h = box
-        i0, i1 = (int(np.clip((a - GRID_X0) / GRID_RES, 0, GRID_NX)) for a in (x0, x1))
-        j0, j1 = (int(np.clip(a / GRID_RES, 0, GRID_NZ)) for a in (z0, z1))
+        i0, i1 = (min(max(int((a - GRID_X0) / GRID_RES), 0), GRID_NX) for a in (x0, x1))
+        j0, j1 = (min(max(int(a / GRID_RES), 0), GRID_NZ) for a in (z0, z1))
         region = grid[j0 : max(j1, j0 + 1), i0 : max(i1, i0 + 1)]
         np.maximum(region, h, out=region)
     horizontal = np.hypot(sun_dir[0], sun_dir[2]) + 1e-6
     dx, dz, rise = sun_dir[0] / horizontal, sun_dir[2] / horizontal, sun_dir[1] / horizontal
-    blocked = np.zeros(len(points), bool)
+    top = float(grid.max())
+    visible = np.ones(len(points), np.float32)
+    active = np.nonzero(points[:, 1] < top)[0]  # points above every occluder always see the sun
     for t in 0.35 * 1.42 ** np.arange(16):
-        ix = ((points[:, 0] + dx * t - GRID_X0) / GRID_RES).astype(np.int64)
-        iz = ((points[:, 2] + dz * t) / GRID_RES).astype(np.int64)
+        if not len(active):
+            break
+        p = points[active]
+        ix = ((p[:, 0] + dx * t - GRID_X0) / GRID_RES).astype(np.int32)
+        iz = ((p[:, 2] + dz * t) / GRID_RES).astype(np.int32)
         inside = (ix >= 0) & (ix < GRID_NX) & (iz >= 0) & (iz < GRID_NZ)
-        height = grid[np.clip(iz, 0, GRID_NZ - 1), np.clip(ix, 0, GRID_NX - 1)]
-        blocked |= inside & (height > points[:, 1] + rise * t)
-    return (~blocked).astype(np.float32)
+        ray = p[:, 1] + rise * t
+        height = grid[np.where(inside, iz, 0), np.where(inside, ix, 0)]
+        blocked = inside & (height > ray)
+        visible[active[blocked]] = 0.0
+        active = active[~blocked & inside & (ray < top)]  # a ray that left the map or rose above it is free
+    return visible
 
 
 def _lighting(scene: Scene, dom: Domain, azimuth: float) -> np.ndarray:
@@ -145,19 +157,19 @@ def _lighting(scene: Scene, dom: Domain, azimuth: float) -> np.ndarray:
     el = dom.sun_elevation
     sun_dir = np.array([np.cos(el) * np.sin(azimuth), np.sin(el), np.cos(el) * np.cos(azimuth)], np.float32)
     lambert = np.clip(normals(scene) @ sun_dir, 0, 1)
-    solid = scene.label_ids != class_ids()["sky"]
-    z = scene.depth[solid]
-    rows, cols = np.nonzero(solid)
+    # shadows are smooth at the pixel scale: from 512 pixels wide on, ray-march every other row and column
+    step = 2 if cam.width >= 512 else 1
+    solid = scene.label_ids[::step, ::step] != class_ids()["sky"]
+    z = scene.depth[::step, ::step][solid]
+    rows, cols = (a.astype(np.float32) * step + 0.5 for a in np.nonzero(solid))
     points = np.stack(
-        [
-            (cols + 0.5 - cam.cx) * z / cam.focal,
-            cam.cam_height - (rows + 0.5 - cam.horizon) * z / cam.focal,
-            z,
-        ],
-        axis=1,
+        [(cols - cam.cx) * z / cam.focal, cam.cam_height - (rows - cam.horizon) * z / cam.focal, z], axis=1
     )
-    lit = np.zeros(solid.shape, np.float32)
-    lit[solid] = lambert[solid] * _sun_visibility(scene, points, sun_dir)
+    sees_sun = np.zeros(solid.shape, np.float32)
+    sees_sun[solid] = _sun_visibility(scene, points, sun_dir)
+    if step > 1:
+        sees_sun = np.repeat(np.repeat(sees_sun, step, 0), step, 1)[: cam.height, : cam.width]
+    lit = lambert * sees_sun
     norm = dom.ambient.mean() + dom.sun.mean() * 0.55
     return (dom.ambient[None, None, :] + lit[..., None] * dom.sun[None, None, :]) / norm
 

@@ -11,7 +11,7 @@ import numpy as np
 from urbangen.world import geometry as g
 from urbangen.world.geometry import class_ids
 from urbangen.world.layout import Scene
-from urbangen.world.renderer import normals, object_array, per_object, sky_gradient
+from urbangen.world.renderer import normals, object_array, sky_gradient
 
 SIM_COLORS = {
     "road": (96, 96, 104),
@@ -86,11 +86,13 @@ def render_sim(scene: Scene) -> np.ndarray:
     base, variants, parts, has_part = _tables()
     labels = object_array(scene, "label_id", np.int64)
     keys = object_array(scene, "key", np.int64)
-    obj_colour = variants[labels, keys % 8]
-    colour = per_object(scene, obj_colour, base[scene.label_ids])
-    colour = np.where(has_part[scene.part][..., None], parts[scene.part], colour)
-    light = 0.62 + 0.38 * np.clip(normals(scene) @ SUN, 0, 1)
-    colour = colour * light[..., None] / 0.93
-    sky = scene.label_ids == class_ids()["sky"]
-    colour[sky] = sky_gradient(scene, base[class_ids()["sky"]] * 1.12, base[class_ids()["sky"]] * 0.8)[sky]
-    return np.clip(colour, 0, 255).round().astype(np.uint8)
+    # one colour table (classes, then objects, then parts) and one gather instead of per-layer selects
+    table = np.concatenate([base, variants[labels, keys % 8], parts])
+    index = np.where(scene.obj >= 0, scene.obj + 256, scene.label_ids.astype(np.int32))
+    index = np.where(has_part[scene.part], scene.part.astype(np.int32) + 256 + len(labels), index)
+    light = (0.62 + 0.38 * np.clip(normals(scene) @ SUN, 0, 1)) / 0.93
+    colour = table[index] * light[..., None]
+    sky_colour = base[class_ids()["sky"]]
+    sky = (scene.label_ids == class_ids()["sky"])[..., None]
+    colour = np.where(sky, sky_gradient(scene, sky_colour * 1.12, sky_colour * 0.8), colour)
+    return np.clip(colour + 0.5, 0, 255).astype(np.uint8)

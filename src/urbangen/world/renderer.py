@@ -46,19 +46,16 @@ def per_object(scene: Scene, table: np.ndarray, fallback: np.ndarray) -> np.ndar
 
 def normals(scene: Scene) -> np.ndarray:
     """Per-pixel unit surface normal (X right, Y up, Z ahead); round things bulge towards the camera."""
-    n = np.zeros((*scene.label_ids.shape, 3), np.float32)
-    surface = scene.surface
-    n[surface == SURF_GROUND] = (0, 1, 0)
-    n[surface == SURF_POS_X] = (1, 0, 0)
-    n[surface == SURF_NEG_X] = (-1, 0, 0)
-    n[surface == SURF_FRONT] = (0, 0, -1)
-    round_ = surface == SURF_ROUND
-    if round_.any():
-        x = per_object(scene, object_array(scene, "x"), np.float32(0))
-        half = per_object(scene, object_array(scene, "width") / 2 + 1e-3, np.float32(1))
-        a = np.clip((scene.u - x) / half, -0.95, 0.95)
-        n[round_, 0] = a[round_]
-        n[round_, 2] = -np.sqrt(1 - a[round_] ** 2)
+    table = np.zeros((256, 3), np.float32)
+    table[[SURF_GROUND, SURF_POS_X, SURF_NEG_X, SURF_FRONT]] = [(0, 1, 0), (1, 0, 0), (-1, 0, 0), (0, 0, -1)]
+    n = table[scene.surface]
+    round_ = np.nonzero(scene.surface == SURF_ROUND)
+    if len(round_[0]):
+        obj = scene.obj[round_]
+        x = object_array(scene, "x")[obj]
+        half = object_array(scene, "width")[obj] / 2 + 1e-3
+        a = np.clip((scene.u[round_] - x) / half, -0.95, 0.95)
+        n[round_] = np.stack([a, np.zeros_like(a), -np.sqrt(1 - a * a)], axis=1)
     return n
 
 
