@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from urbangen.cli import main
 from urbangen.datasets import open_dataset
 from urbangen.errors import UrbangenError
-from urbangen.io import read_label, sha256_file
+from urbangen.io import read_label, read_rgb, sha256_file
 from urbangen.world import make_dataset, make_scene
 from urbangen.world.dataset import sample_paths, scene_seed
 
@@ -118,3 +118,13 @@ def test_cli_rejects_bad_size_and_style(tmp_path, extra, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "leftImg8bit").exists()
+
+
+def test_cli_world_preview_writes_a_grid(tmp_path):
+    out = tmp_path / "grid.png"
+    args = ["world", "preview", "--out", str(out), "--seeds", "1,2", "--style-seeds", "3", "--size", "32x64"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert read_rgb(out).shape == (2 * 32 + 2, 3 * 64 + 2 * 2, 3)  # sim | real | labels, 2-pixel gutters
+    bad = CliRunner().invoke(main, ["world", "preview", "--out", str(out), "--seeds", "x"])
+    assert bad.exit_code == 2 and "--seeds" in bad.output

@@ -46,3 +46,31 @@ def make(out: str, split: str, n: int, seed: int, style: str, style_seed: int, s
 
     ids = make_dataset(out, split, n, seed, style, style_seed, parse_size(size), city=city, progress=not quiet)
     click.echo(f"wrote {len(ids)} {style} scenes ({split}) to {out}")
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UrbangenError(f"{option} must be comma-separated integers, got {text!r}") from None
+
+
+@world.command("preview")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--seeds", default="7,31,42", show_default=True, help="Scene seeds, one row each.")
+@click.option("--style-seeds", default="1,2", show_default=True, help="Real domains, one column each.")
+@click.option("--size", default="112x224", show_default=True, help="Tile size HEIGHTxWIDTH, multiples of 8.")
+def preview(out: str, seeds: str, style_seeds: str, size: str) -> None:
+    """Write a picture of the world: per scene, sim | real per style seed | colourised labels."""
+    from PIL import Image
+
+    from urbangen.io import atomic_path
+    from urbangen.world.preview import preview_grid
+
+    scene_seeds, domains = _ints(seeds, "--seeds"), _ints(style_seeds, "--style-seeds")
+    if not scene_seeds:
+        raise UrbangenError("--seeds must name at least one scene seed")
+    grid = preview_grid(scene_seeds, parse_size(size), domains)
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG", optimize=True)
+    click.echo(f"wrote {out} ({grid.shape[0]}x{grid.shape[1]})")
