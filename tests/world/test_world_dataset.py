@@ -85,6 +85,9 @@ def test_resume_rewrites_only_missing_files_and_refuses_other_settings(tmp_path)
     assert not list(tmp_path.rglob("*.tmp"))
     with pytest.raises(UrbangenError, match="other settings"):
         make_dataset(tmp_path, "train", 3, seed=1, style="sim", style_seed=0, size=SIZE, progress=False)
+    # sim has one look whatever the style seed, so another style seed resumes the same dataset
+    make_dataset(tmp_path, "train", 4, seed=0, style="sim", style_seed=7, size=SIZE, progress=False)
+    assert json.loads((tmp_path / "world_train.json").read_text())["style_seed"] is None
 
 
 @pytest.mark.parametrize(

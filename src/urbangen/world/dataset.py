@@ -103,7 +103,7 @@ def make_dataset(
         "split": split,
         "seed": int(seed),
         "style": style,
-        "style_seed": int(style_seed),
+        "style_seed": int(style_seed) if style == "real" else None,  # sim has one fixed look
         "size": [height, width],
         "city": city,
         "depth": "uint16 centimetres along the optical axis, clipped at 65535 (sky)",
