@@ -60,7 +60,9 @@ def _check_description(path: Path, settings: dict) -> None:
         previous = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UrbangenError(f"{path}: cannot read the description of an earlier run ({exc})") from exc
-    keys = ("seed", "split", "style", "style_seed", "size", "city", "version")
+    keys = ("seed", "split", "style", "size", "city", "version")
+    if settings["style"] == "real":  # sim looks the same whatever the style seed
+        keys = (*keys, "style_seed")
     changed = [k for k in keys if previous.get(k) != settings[k]]
     if changed:
         details = ", ".join(f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in changed)
