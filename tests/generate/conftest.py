@@ -37,7 +37,7 @@ def build_tiny_generator(folder: Path, seed: int = 0, guidance: float = 2.0) -> 
         "domains": ["target"],
         "conditioning": spec.to_dict(),
         "control": "controlnet",
-        "resolution": [32, 64],
+        "resolution": [16, 32],
         "sampling": {"guidance": guidance},
     }
     save_generator(modules, folder, meta)

@@ -174,7 +174,7 @@ def test_unfiltered_variant_keeps_candidate_zero_and_labels(tmp_path, source):
 
 
 def test_bad_input_is_a_clear_error(tmp_path, source):
-    with pytest.raises(UrbangenError, match="source.root"):
+    with pytest.raises(UrbangenError, match=r"source\.root"):
         generate_candidates(config(tmp_path, tmp_path / "nowhere"), generator=PainterGenerator())
     bad = car_scene(0)
     bad[0, 0] = 40

@@ -34,7 +34,7 @@ def test_seed_depends_on_every_input_and_fits_63_bits():
 def test_shards_partition_sorted_ids():
     ids = [f"x_{i:03d}" for i in range(11)][::-1]
     parts = [shard_ids(ids, (i, 3)) for i in range(3)]
-    assert sorted(sum(parts, [])) == sorted(ids)
+    assert sorted(i for part in parts for i in part) == sorted(ids)
     assert parts[0] == ["x_000", "x_003", "x_006", "x_009"]
     assert shard_ids(ids, (0, 1)) == sorted(ids)
     assert shard_name((1, 4)) == "shard-001-of-004"

@@ -78,7 +78,9 @@ class FusedDenoiser(torch.nn.Module):
         self.guided = guided
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, states: torch.Tensor
+    ) -> torch.Tensor:
         if self.guided:
             x = torch.cat([x, x])
         x = x.contiguous(memory_format=self.memory_format)

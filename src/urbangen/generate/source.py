@@ -46,8 +46,11 @@ class LabelSource:
         else:
             from urbangen.datasets import open_dataset
 
-            self._reader = open_dataset(cfg.format, root)
-            index = self._reader.index(cfg.split)
+            try:
+                self._reader = open_dataset(cfg.format, root)
+                index = self._reader.index(cfg.split)
+            except UrbangenError as exc:
+                raise UrbangenError(f"source: {exc}") from None
             self._samples = {s.id: s for s in index.samples if s.label is not None}
             if not self._samples:
                 raise UrbangenError(f"source {cfg.format} at {root} (split {cfg.split}): no samples with labels")
