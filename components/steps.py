@@ -6,11 +6,20 @@ from urbangen.components import component
 
 
 @component
-def start_tracking(config: dict) -> str:
-    """Open the MLflow parent run of this pipeline run; every later step logs a nested run under it."""
+def start_tracking(config: dict, run: Output[Artifact]) -> str:
+    """Open the MLflow parent run of this pipeline run; every later step logs a nested run under it.
+
+    The run id is returned and also written to the ``run`` artefact: kfp.local (2.17) hands tasks inside a
+    ParallelFor the loop item in place of an outer task's output parameter, so loop bodies read the
+    artefact instead.
+    """
     from urbangen import steps
 
-    return steps.start_tracking(config)
+    run_id = steps.start_tracking(config)
+    with open(run.path, "w") as handle:
+        handle.write(run_id)
+    run.metadata["run_id"] = run_id
+    return run_id
 
 
 @component
@@ -85,7 +94,7 @@ def adapt_stage2(
 @component
 def generate_shard(
     config: dict,
-    parent_run_id: str,
+    tracking_run: Input[Artifact],
     shard_index: int,
     num_shards: int,
     generator: Input[Model],
@@ -95,6 +104,8 @@ def generate_shard(
     """Render K candidates for one deterministic shard of the source label maps."""
     from urbangen import steps
 
+    with open(tracking_run.path) as handle:
+        parent_run_id = handle.read().strip()
     candidates.metadata.update(
         steps.generate_shard(
             config, generator.path, source.path, int(shard_index), int(num_shards), candidates.path, parent_run_id
@@ -107,6 +118,8 @@ def filter_rectify(
     config: dict,
     parent_run_id: str,
     shards: Input[list[Dataset]],
+    generator: Input[Model],
+    source: Input[Dataset],
     segmenter: Input[Model],
     generated: Output[Dataset],
     unfiltered: Output[Dataset],
@@ -116,7 +129,14 @@ def filter_rectify(
     from urbangen import steps
 
     summary = steps.filter_rectify(
-        config, [s.path for s in shards], segmenter.path, generated.path, unfiltered.path, parent_run_id
+        config,
+        [s.path for s in shards],
+        generator.path,
+        source.path,
+        segmenter.path,
+        generated.path,
+        unfiltered.path,
+        parent_run_id,
     )
     for key, value in summary.items():
         if isinstance(value, (int, float)):
@@ -160,6 +180,9 @@ def report(
     urbangen_nofilter: Input[Artifact],
     urbangen: Input[Artifact],
     generated: Input[Dataset],
+    source: Input[Dataset],
+    translated: Input[Dataset],
+    target: Input[Dataset],
     page: Output[HTML],
     results_json: Output[Artifact],
     summary: Output[Markdown],
@@ -176,7 +199,18 @@ def report(
         "oracle": oracle,
     }
     paths = {method: a.path for method, a in evaluations.items() if a is not None}
-    steps.report(config, paths, generated.path, page.path, results_json.path, summary.path, parent_run_id)
+    steps.report(
+        config,
+        paths,
+        generated.path,
+        source.path,
+        translated.path,
+        target.path,
+        page.path,
+        results_json.path,
+        summary.path,
+        parent_run_id,
+    )
 
 
 @component

@@ -83,7 +83,7 @@ def build_pipeline(cfg: PipelineConfig):
     )
     def urbangen(config: dict = cfg.model_dump(mode="json")) -> Outputs:
         run = step(c.start_tracking(config=config), "start_tracking")
-        run_id = run.output
+        run_id = run.outputs["Output"]
         data = {}
         for role in ("source", "target", "val"):
             data[role] = step(c.make_dataset(config=config, role=role, parent_run_id=run_id), "make_dataset")
@@ -122,7 +122,7 @@ def build_pipeline(cfg: PipelineConfig):
             gen = step(
                 c.generate_shard(
                     config=config,
-                    parent_run_id=run_id,
+                    tracking_run=run.outputs["run"],
                     shard_index=shard,
                     num_shards=len(shards),
                     generator=stage2.outputs["generator"],
@@ -135,6 +135,8 @@ def build_pipeline(cfg: PipelineConfig):
                 config=config,
                 parent_run_id=run_id,
                 shards=dsl.Collected(gen.outputs["candidates"]),
+                generator=stage2.outputs["generator"],
+                source=source,
                 segmenter=pseudo_seg.outputs["model"],
             ),
             "filter_rectify",
@@ -166,7 +168,16 @@ def build_pipeline(cfg: PipelineConfig):
             ev.set_display_name(f"evaluate {method}")
             results[method] = ev.outputs["result"]
         rep = step(
-            c.report(config=config, parent_run_id=run_id, generated=fr.outputs["generated"], **results), "report"
+            c.report(
+                config=config,
+                parent_run_id=run_id,
+                generated=fr.outputs["generated"],
+                source=source,
+                translated=fda.outputs["translated"],
+                target=target,
+                **results,
+            ),
+            "report",
         )
         step(
             c.register_models(

@@ -90,8 +90,28 @@ def _world(n_source: int, n_target: int, n_val: int) -> dict[str, Any]:
     }
 
 
+SMOKE = {
+    "size": (64, 128),
+    **_world(16, 16, 8),
+    "generate_shards": 2,
+    "segment": {
+        "model": "tiny",
+        "iterations": 20,
+        "batch_size": 4,
+        "crop_size": (64, 128),
+        "scale_range": (0.75, 1.25),
+        "warmup_iters": 0,
+        "num_workers": 0,
+        "log_every": 10,
+        "lr": 6e-4,
+    },
+    "pseudo_label": {"threshold": 0.5},
+    "adapt": {"base": "tiny", "stage1": {"steps": 4, "batch_size": 2}, "stage2": {"steps": 4, "batch_size": 2}},
+    "generate": {"candidates": 2, "steps": 2, "batch_size": 4},
+}
+
 SCALES: dict[str, dict[str, Any]] = {
-    "smoke": {"size": (64, 128), **_world(16, 16, 8), "generate_shards": 2},
+    "smoke": SMOKE,
     "demo": {"size": (128, 256), **_world(300, 300, 100), "generate_shards": 2},
     "full": {"size": (256, 512), **_world(2000, 2000, 500), "generate_shards": 8, "train_seeds": [0, 1, 2]},
 }

@@ -1,0 +1,148 @@
+"""The Kubeflow pipeline compiles with one task per step, a ParallelFor over shards, GPU settings on the
+GPU steps and credentials from Kubernetes Secrets; configs are strict; submit drives the KFP client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from urbangen.cli import main
+from urbangen.errors import UrbangenError
+from urbangen.pipeline_cli import compile_pipeline, submit
+from urbangen.pipeline_config import load_pipeline_config, preset
+
+STEPS = {
+    "start-tracking",
+    "make-dataset",
+    "train-segmenter",
+    "pseudo-label",
+    "adapt-stage1",
+    "adapt-stage2",
+    "generate-shard",
+    "filter-rectify",
+    "fda-translate",
+    "evaluate",
+    "report",
+    "register-models",
+}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    path = tmp_path_factory.mktemp("kfp") / "pipeline.yaml"
+    compile_pipeline(preset("demo"), path)
+    spec, platform = yaml.safe_load_all(path.read_text())
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def _base(name: str) -> str:
+    head, _, tail = name.rpartition("-")
+    return head if tail.isdigit() else name
+
+
+def test_one_task_per_step_and_parallel_for(compiled):
+    spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    loop = tasks["for-loop-2"]
+    assert loop["parameterIterator"]["items"]["raw"] == "[0, 1]"
+    inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    names = {_base(t) for t in tasks} | {_base(t) for t in inner}
+    assert names >= STEPS
+    # five methods trained (source-only and FDA reused for pseudo-labels) and five evaluated
+    assert sum(_base(t) == "evaluate" for t in tasks) == 5
+    assert sum(_base(t) == "train-segmenter" for t in tasks) == 5
+
+
+def test_gpu_steps_ask_for_accelerators_and_cpu_steps_do_not(compiled):
+    spec, platform = compiled
+    executors = spec["deploymentSpec"]["executors"]
+    resources = {name: ex["container"].get("resources", {}) for name, ex in executors.items()}
+    assert resources["exec-adapt-stage2"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["exec-generate-shard"]["accelerator"]["resourceCount"] == "1"
+    assert "accelerator" not in resources["exec-make-dataset"]
+    assert "accelerator" not in resources["exec-report"]
+    gen = platform["exec-generate-shard"]
+    assert gen["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    assert gen["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert gen["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+    assert "nodeSelector" not in platform["exec-make-dataset"]
+
+
+def test_credentials_come_from_secrets_not_parameters(compiled):
+    spec, platform = compiled
+    for name, executor in platform.items():
+        secret = executor["secretAsEnv"][0]
+        assert secret["secretName"] == "urbangen-s3", name
+        envs = {kv["envVar"] for kv in secret["keyToEnv"]}
+        assert envs == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    text = yaml.safe_dump(spec)
+    assert "secret_key" not in text.lower().replace("secretkey", "")
+
+
+def test_image_tag_follows_package_version(compiled):
+    from urbangen import __version__
+
+    spec, _ = compiled
+    images = {ex["container"]["image"] for ex in spec["deploymentSpec"]["executors"].values()}
+    assert images == {f"ghcr.io/urbangen/urbangen:{__version__}"}
+
+
+def test_config_errors_name_the_field(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("generate_shards: 3\nsegmnt: {}\n")
+    with pytest.raises(UrbangenError, match=r"segmnt: unknown field"):
+        load_pipeline_config(path, "smoke")
+    path.write_text("generate_shards: 3\n")
+    assert load_pipeline_config(path, "smoke").generate_shards == 3
+
+
+def test_compile_command_writes_yaml(tmp_path):
+    out = tmp_path / "pipeline.yaml"
+    result = CliRunner().invoke(main, ["pipeline", "compile", "--scale", "smoke", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load_all(out.read_text())
+    result = CliRunner().invoke(main, ["pipeline", "compile", "--out", str(out)])
+    assert result.exit_code == 2 and "--config" in result.output
+
+
+class _RecordingClient:
+    """Stands in for kfp.Client at the network boundary: records the calls submit makes."""
+
+    calls: ClassVar[list] = []
+
+    def __init__(self, host=None, namespace=None):
+        self.calls.append(("init", host, namespace))
+
+    def get_pipeline_id(self, name):
+        self.calls.append(("get_pipeline_id", name))
+        return "pipe-1"
+
+    def upload_pipeline_version(self, path, pipeline_version_name, pipeline_id):
+        self.calls.append(("upload_version", "deploymentSpec" in Path(path).read_text(), pipeline_id))
+        return type("V", (), {"pipeline_version_id": "ver-2"})()
+
+    def create_experiment(self, name, namespace=None):
+        self.calls.append(("experiment", name))
+        return type("E", (), {"experiment_id": "exp-3"})()
+
+    def run_pipeline(self, **kwargs):
+        self.calls.append(("run", kwargs))
+        return type("R", (), {"run_id": "run-4"})()
+
+
+def test_submit_uploads_a_version_and_starts_a_run(monkeypatch):
+    import kfp
+
+    monkeypatch.setattr(kfp, "Client", _RecordingClient)
+    _RecordingClient.calls = []
+    run_id = submit(preset("smoke"), "http://kfp.example:8888", experiment="exp")
+    assert run_id == "run-4"
+    kinds = [c[0] for c in _RecordingClient.calls]
+    assert kinds == ["init", "get_pipeline_id", "upload_version", "experiment", "run"]
+    run = _RecordingClient.calls[-1][1]
+    assert run["pipeline_id"] == "pipe-1" and run["version_id"] == "ver-2" and run["experiment_id"] == "exp-3"
+    assert run["params"]["config"]["scale"] == "smoke"
