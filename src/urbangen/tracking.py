@@ -34,10 +34,14 @@ from urbangen.config import Settings
 from urbangen.errors import UrbangenError
 
 PYFUNC_CODE = Path(__file__).with_name("tracking_pyfunc.py")
-# kind -> (loader "module:Class" with from_pretrained(folder), method that predicts)
-MODEL_KINDS = {
-    "segmenter": ("urbangen.segment.predict:Predictor", "predict"),
-    "generator": ("urbangen.diffusion.sampler:Generator", "generate"),
+# kind -> pyfunc model_config: loader "module:Class" (from_pretrained(folder)), predict method, tuple output names
+MODEL_KINDS: dict[str, dict[str, Any]] = {
+    "segmenter": {
+        "loader": "urbangen.segment.predict:Predictor",
+        "method": "predict",
+        "outputs": ["train_ids", "confidence"],
+    },
+    "generator": {"loader": "urbangen.diffusion.sampler:Generator", "method": "generate"},
 }
 _PARAM_MAX = 6000  # MLflow's limit on a param value
 _DIGEST_MAX = 36  # MLflow's limit on a dataset digest
@@ -204,11 +208,15 @@ class Run:
             raise UrbangenError(f"cannot log model {artifact_path}: {folder} is not a saved model folder")
         if kind not in MODEL_KINDS and not (loader and method):
             raise UrbangenError(f"unknown model kind {kind!r}: expected one of {sorted(MODEL_KINDS)} or loader+method")
-        loader = loader or MODEL_KINDS[kind][0]
-        method = method or MODEL_KINDS[kind][1]
+        model_config = {**MODEL_KINDS.get(kind, {})}
+        model_config.update({k: v for k, v in (("loader", loader), ("method", method)) if v})
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
         logged = self.client.create_logged_model(
-            experiment_id, name=artifact_path, source_run_id=self.run_id, model_type=kind, tags={"loader": loader}
+            experiment_id,
+            name=artifact_path,
+            source_run_id=self.run_id,
+            model_type=kind,
+            tags={"loader": model_config["loader"]},
         )
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -216,7 +224,7 @@ class Run:
                     Path(tmp) / "model",
                     python_model=str(PYFUNC_CODE),
                     artifacts={"model": str(folder)},
-                    model_config={"loader": loader, "method": method},
+                    model_config=model_config,
                     pip_requirements=[f"urbangen=={__version__}"],
                     mlflow_model=Model(run_id=self.run_id, model_id=logged.model_id),
                 )

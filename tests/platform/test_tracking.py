@@ -204,20 +204,45 @@ def test_model_registry_round_trip(tracker, tmp_path, monkeypatch):
         tracker.run(run.run_id).log_model(tmp_path / "missing", "x")
 
 
-def test_default_model_kinds_record_their_loaders(tracker, tmp_path):
-    from mlflow.models import Model
+def test_real_segmenter_and_generator_load_back_through_the_registry(tracker, tmp_path):
+    """The default kinds wrap the project's own folders: a SegFormer segmenter and a diffusers generator."""
+    from urbangen.diffusion.artefacts import save_generator
+    from urbangen.diffusion.build import scratch_modules
+    from urbangen.diffusion.sampler import Generator
+    from urbangen.labels import cityscapes19
+    from urbangen.segment.model import build_model, save_model
+    from urbangen.segment.predict import Predictor
 
-    folder = tiny_segmenter(tmp_path / "seg", seed=0)
-    with tracker.pipeline_run("kinds") as run:
-        run.log_model(folder, "segmenter", kind="segmenter")
-        run.log_model(folder, "generator", kind="generator")
-    for kind, loader in (
-        ("segmenter", "urbangen.segment.predict:Predictor"),
-        ("generator", "urbangen.diffusion.sampler:Generator"),
-    ):
-        model_id = tracker.client.get_run(run.run_id).data.tags[f"urbangen.model.{kind}"]
-        path = Path(tracker.client.get_logged_model(model_id).artifact_location.removeprefix("file://"))
-        assert Model.load(str(path)).flavors["python_function"]["config"]["loader"] == loader
+    segmenter = save_model(build_model("tiny"), tmp_path / "segmenter", cityscapes19(), {"crop_size": [32, 32]})
+    modules = scratch_modules("tiny", ("target",), seed=0)
+    generator = tmp_path / "generator"
+    meta = {
+        "stage": 1,
+        "taxonomy": cityscapes19().to_dict(),
+        "domains": list(modules.domains),
+        "resolution": [16, 32],
+        "factor": modules.factor,
+        "size_multiple": modules.size_multiple,
+    }
+    save_generator(modules, generator, meta)
+    with tracker.pipeline_run("real-models") as run:
+        run.log_model(segmenter, "segmenter", kind="segmenter")
+        run.log_model(generator, "generator", kind="generator")
+    tracker.register_model(run.run_id, "segmenter", "real-segmenter", ["champion"])
+    tracker.register_model(run.run_id, "generator", "real-generator", ["champion"])
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 48, 3), dtype=np.uint8)
+    out = tracker.load_model("real-segmenter", "champion", dst=tmp_path / "reg").predict(images)
+    train_ids, confidence = Predictor.from_pretrained(segmenter).predict(images)
+    np.testing.assert_array_equal(out["train_ids"], train_ids)
+    np.testing.assert_allclose(out["confidence"], confidence)
+
+    labels = np.random.default_rng(1).integers(0, 19, (2, 16, 32), dtype=np.uint8)
+    served = tracker.load_model("real-generator", "champion", dst=tmp_path / "reg")
+    rendered = served.predict({"labels": labels, "seeds": [3, 4], "steps": 2})
+    assert rendered.shape == (2, 16, 32, 3) and rendered.dtype == np.uint8
+    np.testing.assert_array_equal(rendered, Generator.from_pretrained(generator).generate(labels, [3, 4], steps=2))
+    assert tracker.resolve_alias("real-generator", "champion", dst=tmp_path / "reg").joinpath("urbangen.json").is_file()
 
 
 def test_unreachable_tracking_server_fails_fast(tmp_path, monkeypatch, free_port, silent_port):
