@@ -291,3 +291,27 @@ def test_network_policies_deny_by_default_and_admit_each_service(built: tuple[st
     assert postgres["spec"]["ingress"][0]["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}}
     ]
+
+
+def test_image_tags_follow_the_package_version(built: tuple[str, list[dict]]):
+    from urbangen import __version__
+
+    overlay, docs = built
+    (isvc,) = [doc for doc in docs if doc["kind"] == "InferenceService"]
+    image = isvc["spec"]["predictor"]["containers"][0]["image"]
+    variant = "gpu" if overlay == "gpu" else "cpu"
+    assert image == f"ghcr.io/urbangen/urbangen-serving:{__version__}-{variant}"
+
+
+@pytest.mark.parametrize("dockerfile", ["components/Dockerfile", "serving/Dockerfile"])
+def test_dockerfiles_pin_the_version_and_run_as_non_root(dockerfile: str):
+    text = (ROOT / dockerfile).read_text()
+    stages = re.split(r"(?m)^FROM ", text)[1:]
+    final_stages = [s for s in stages if "ENTRYPOINT" in s or "CMD" in s]
+    assert final_stages
+    for stage in final_stages:
+        assert "ARG URBANGEN_VERSION" in stage
+        assert "urbangen-${URBANGEN_VERSION}-py3-none-any.whl" in stage  # the version must match the source
+        user = re.findall(r"(?m)^USER (\S+)", stage)
+        assert user and not user[-1].startswith(("root", "0")), f"{dockerfile}: last USER is {user}"
+    assert ("tensorrt" in text) == (dockerfile == "serving/Dockerfile")
