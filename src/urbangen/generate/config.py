@@ -49,7 +49,7 @@ class EngineConfig(StrictModel):
 
     ``reference`` is the adaptation issue's sampler as it is; ``fast`` is the engine (same images within
     a stated tolerance). ``dtype`` ``auto`` is float32 on CPU and bfloat16 on CUDA; ``compile`` and
-    ``cuda_graphs`` only take effect on CUDA.
+    ``cuda_graphs`` only take effect on CUDA (``compile_mode`` ``max-autotune`` tunes kernels for minutes).
     """
 
     kind: Literal["reference", "fast"] = "reference"
@@ -57,6 +57,7 @@ class EngineConfig(StrictModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     channels_last: bool = True
     compile: bool = False
+    compile_mode: Literal["default", "max-autotune"] = "default"
     cuda_graphs: bool = False
     cache_control_embedding: bool = True
 

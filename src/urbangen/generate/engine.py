@@ -40,6 +40,13 @@ def engine_dtype(cfg: EngineConfig) -> torch.dtype:
     return DTYPES[cfg.dtype]
 
 
+def compile_mode(cfg: EngineConfig) -> str:
+    """torch.compile's mode for the engine flags: CUDA graphs are what ``reduce-overhead`` adds."""
+    if cfg.compile_mode == "max-autotune":
+        return "max-autotune" if cfg.cuda_graphs else "max-autotune-no-cudagraphs"
+    return "reduce-overhead" if cfg.cuda_graphs else "default"
+
+
 def _is_controlnet_xs(control: torch.nn.Module) -> bool:
     return hasattr(control, "controlnet_cond_embedding") and hasattr(control, "base_conv_in")
 
@@ -152,7 +159,7 @@ class FastGenerator(Generator):
         if key not in self._compiled:
             module = FusedDenoiser(self.unet, self.controlnet, guidance, guided, embedded, self.engine.channels_last)
             if self.cuda and (self.engine.compile or self.engine.cuda_graphs):
-                mode = "reduce-overhead" if self.engine.cuda_graphs else "max-autotune-no-cudagraphs"
+                mode = compile_mode(self.engine)
                 module = torch.compile(module, mode=mode, dynamic=False)
             self._compiled[key] = module
         return self._compiled[key]
@@ -181,6 +188,29 @@ class FastGenerator(Generator):
         return self.denoiser(guidance, guided, embedded), cond, states
 
     @torch.inference_mode()
+    def denoise_loop(
+        self,
+        cond: torch.Tensor | None,
+        seeds: list[int],
+        size: tuple[int, int],
+        steps: int,
+        guidance: float,
+        scheduler: str,
+        domain: int = 0,
+    ) -> torch.Tensor:
+        """The reference loop with the fused denoiser; returns the final latents (float32)."""
+        sched = self.make_scheduler(scheduler, steps)
+        x = self.initial_noise(seeds, size) * sched.init_noise_sigma
+        module, control_in, states = self.step_inputs(cond, len(seeds), guidance, domain)
+        for t in sched.timesteps:
+            model_in = sched.scale_model_input(x, t).to(self.dtype)
+            if self.cuda and self.engine.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            out = module(model_in, torch.as_tensor(t, device=self.device), control_in, states)
+            x = sched.step(out, t, x).prev_sample
+        return x
+
+    @torch.inference_mode()
     def sample_batch(
         self,
         cond: torch.Tensor | None,
@@ -191,14 +221,6 @@ class FastGenerator(Generator):
         scheduler: str,
         domain: int = 0,
     ) -> torch.Tensor:
-        """The reference loop with the fused denoiser; returns images in [-1, 1] (float32)."""
-        sched = self.make_scheduler(scheduler, steps)
-        x = self.initial_noise(seeds, size) * sched.init_noise_sigma
-        module, control_in, states = self.step_inputs(cond, len(seeds), guidance, domain)
-        for t in sched.timesteps:
-            model_in = sched.scale_model_input(x, t).to(self.dtype)
-            if self.cuda and self.engine.cuda_graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            out = module(model_in, torch.as_tensor(t, device=self.device), control_in, states)
-            x = sched.step(out, t, x).prev_sample
+        """:meth:`denoise_loop` then the VAE decoder in chunks; images in [-1, 1] (float32)."""
+        x = self.denoise_loop(cond, seeds, size, steps, guidance, scheduler, domain)
         return torch.cat([self.decode(chunk) for chunk in x.split(self.vae_batch)])
