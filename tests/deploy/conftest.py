@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tinygen import make_generator
+
+from urbangen.export.synthetic import random_generator
 
 
 @pytest.fixture(scope="session")
 def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pixel-space stage-2 generator with a depth channel."""
-    return make_generator(tmp_path_factory.mktemp("gen") / "stage2")
+    return random_generator(tmp_path_factory.mktemp("gen") / "stage2")
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from tinygen import make_generator
 
 from urbangen.cli import main
 from urbangen.errors import UrbangenError
+from urbangen.export.synthetic import random_generator
 
 
 def labels_and_depth(batch: int, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +85,7 @@ def test_latent_generator_exports_vae_decoder(tmp_path: Path):
     from urbangen.export.bundle import export_generator
     from urbangen.export.runtime import RuntimeConfig, load_runtime
 
-    source = make_generator(tmp_path / "latent", seed=3, latent=True, depth=False)
+    source = random_generator(tmp_path / "latent", seed=3, latent=True, depth=False)
     records = export_generator(source, tmp_path / "bundle", "onnx")
     graphs = records["onnx"]["graphs"]
     assert graphs["vae_decoder"]["inputs"] == ["latents"] and graphs["vae_decoder"]["max_abs_diff"] <= 1e-4
@@ -103,12 +103,12 @@ def test_export_resumes_and_refuses_foreign_graphs(tiny_bundle: Path, tmp_path: 
     before = graph.stat().st_mtime_ns
     export_generator(tiny_bundle, tiny_bundle, "onnx")  # complete and intact: nothing redone
     assert graph.stat().st_mtime_ns == before
-    other = make_generator(tmp_path / "other", seed=7)
+    other = random_generator(tmp_path / "other", seed=7)
     shutil.copytree(tiny_bundle / "onnx", other / "onnx")
     with pytest.raises(UrbangenError, match="exported from other weights"):
         load_runtime(other, RuntimeConfig(backend="onnxruntime"))
     with pytest.raises(UrbangenError, match="no onnx export"):
-        load_runtime(make_generator(tmp_path / "plain", seed=8), RuntimeConfig(backend="onnxruntime"))
+        load_runtime(random_generator(tmp_path / "plain", seed=8), RuntimeConfig(backend="onnxruntime"))
 
 
 def test_export_cli_errors_are_one_line(tmp_path: Path, tiny_generator: Path):
@@ -126,3 +126,21 @@ def test_export_cli_errors_are_one_line(tmp_path: Path, tiny_generator: Path):
         result = runner.invoke(main, args)
         assert result.exit_code == 2 and ("TensorRT" in result.output or "CUDA" in result.output)
         assert not (tmp_path / "t").exists()  # refused before any work
+
+
+def test_generator_from_a_registry_alias(tiny_generator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`--model-uri models:/<name>@<alias>` (export and serve), against a real sqlite MLflow registry."""
+    pytest.importorskip("mlflow")
+    from urbangen.export.runtime import resolve_model_uri
+    from urbangen.tracking import Tracker
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracker = Tracker(workspace=tmp_path)
+    with tracker.pipeline_run("deploy-test") as run:
+        run.log_model(tiny_generator, "generator", kind="generator")
+    tracker.register_model(run.run_id, "generator", "tiny-generator", aliases=["champion"])
+    folder = resolve_model_uri("models:/tiny-generator@champion", tmp_path / "cache")
+    assert folder.is_relative_to(tmp_path / "cache")
+    assert (folder / "urbangen.json").read_text() == (tiny_generator / "urbangen.json").read_text()
+    result = CliRunner().invoke(main, ["export", "--model-uri", "models:/tiny-generator@prod", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "no version with alias 'prod'" in result.output

@@ -10,15 +10,33 @@ import click
 
 from urbangen.errors import UrbangenError
 
-
-@click.command()
-@click.option(
+generator_option = click.option(
     "--generator",
     "generator_dir",
     type=click.Path(path_type=Path),
-    required=True,
-    help="Generator folder (the output of adapt: stage2/).",
+    default=None,
+    help="Generator folder (adapt's stage2/, or a folder written by `urbangen export`).",
 )
+model_uri_option = click.option(
+    "--model-uri", default=None, help="Instead of --generator: models:/<name>@<alias> (MLflow at MLFLOW_TRACKING_URI)."
+)
+
+
+def _check_source(generator_dir: Path | None, model_uri: str | None) -> None:
+    """Exactly one of --generator / --model-uri, well formed, before any slow work."""
+    from urbangen.export.runtime import parse_model_uri
+
+    if (generator_dir is None) == (model_uri is None):
+        raise UrbangenError("give exactly one of --generator DIR and --model-uri models:/<name>@<alias>")
+    if model_uri is not None:
+        parse_model_uri(model_uri)
+    elif not generator_dir.is_dir():
+        raise UrbangenError(f"--generator: folder not found: {generator_dir}")
+
+
+@click.command()
+@generator_option
+@model_uri_option
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tensorrt"]), default="onnx", show_default=True)
 @click.option(
     "--out",
@@ -44,23 +62,34 @@ from urbangen.errors import UrbangenError
     "--static-batch",
     type=click.IntRange(min=1),
     default=None,
-    help="TensorRT: build for exactly this batch (enables CUDA-graph replay at serving time).",
+    help="TensorRT: build for exactly this batch (enables CUDA-graph replay when serving).",
 )
 @click.option("--tolerance", type=float, default=None, help="Largest accepted |onnxruntime - torch| (default 1e-4).")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=Path("workspace/registry-cache"),
+    show_default=True,
+    help="Where --model-uri downloads go.",
+)
 def export(
-    generator_dir: Path,
+    generator_dir: Path | None,
+    model_uri: str | None,
     fmt: str,
     out: Path,
     precision: str,
     max_batch: int,
     static_batch: int | None,
     tolerance: float | None,
+    cache_dir: Path,
 ) -> None:
     """Export a generator to ONNX (parity-checked with onnxruntime) or to TensorRT engines."""
     from urbangen.export.bundle import export_generator
+    from urbangen.export.runtime import resolve_model_uri
 
-    if not generator_dir.is_dir():
-        raise UrbangenError(f"--generator: folder not found: {generator_dir}")
+    _check_source(generator_dir, model_uri)
+    if model_uri is not None:
+        generator_dir = resolve_model_uri(model_uri, cache_dir)
     records = export_generator(generator_dir, out, fmt, precision, max_batch, static_batch, tolerance)
     for name, graph in records["onnx"]["graphs"].items():
         click.echo(f"onnx/{graph['file']}: max |onnxruntime - torch| = {graph['max_abs_diff']:.2e}  ({name})")
@@ -70,14 +99,8 @@ def export(
 
 
 @click.command()
-@click.option(
-    "--generator",
-    "generator_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Generator folder (plain, or exported with `urbangen export`).",
-)
-@click.option("--model-uri", default=None, help="models:/<name>@<alias> in the MLflow registry (MLFLOW_TRACKING_URI).")
+@generator_option
+@model_uri_option
 @click.option("--name", default="urbangen-generator", show_default=True, help="Model name in the URL paths.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 in a container).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
@@ -139,20 +162,15 @@ def serve(
     cache_dir: Path,
 ) -> None:
     """Serve a generator over KServe's Open Inference Protocol (V2) and V1 JSON with PNGs."""
-    if (generator_dir is None) == (model_uri is None):
-        raise UrbangenError("give exactly one of --generator DIR and --model-uri models:/<name>@<alias>")
-    if generator_dir is not None and not generator_dir.is_dir():
-        raise UrbangenError(f"--generator: folder not found: {generator_dir}")
+    _check_source(generator_dir, model_uri)
     # kserve parses sys.argv when imported; keep `urbangen serve`'s own options away from it
     argv, sys.argv = sys.argv, sys.argv[:1]
     try:
         from urbangen.export.runtime import RuntimeConfig
-        from urbangen.export.server import ServeOptions, parse_model_uri
+        from urbangen.export.server import ServeOptions
         from urbangen.export.server import serve as run_server
     finally:
         sys.argv = argv
-    if model_uri is not None:
-        parse_model_uri(model_uri)  # a malformed URI fails now, not in the background loader
     options = ServeOptions(
         name=name,
         generator=generator_dir,

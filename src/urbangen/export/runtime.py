@@ -149,6 +149,24 @@ def _exported_generator_class() -> type:
     return ExportedGenerator
 
 
+def parse_model_uri(uri: str) -> tuple[str, str]:
+    """``models:/<name>@<alias>`` -> (name, alias)."""
+    body = uri.removeprefix("models:/")
+    name, sep, alias = body.partition("@")
+    if not uri.startswith("models:/") or not sep or not name or not alias or "/" in name:
+        raise UrbangenError(f"model URI must look like models:/<registered name>@<alias>, got {uri!r}")
+    return name, alias
+
+
+def resolve_model_uri(uri: str, cache_dir: str | Path) -> Path:
+    """Download the generator a registry alias points at (MLFLOW_TRACKING_URI) into ``cache_dir``."""
+    from urbangen.tracking import Tracker
+
+    name, alias = parse_model_uri(uri)
+    cache_dir = Path(cache_dir)
+    return Tracker(workspace=cache_dir).resolve_alias(name, alias, dst=cache_dir / "registry")
+
+
 def load_runtime(folder: str | Path, config: RuntimeConfig | None = None) -> Any:
     """A generator from ``folder`` whose networks run on ``config.backend``; same API as ``Generator``."""
     from urbangen.diffusion.sampler import Generator

@@ -30,7 +30,7 @@ from kserve.errors import InvalidInput
 
 from urbangen.errors import UrbangenError
 from urbangen.export.protocol import GenerationRequest, Limits, RequestError, encode_v1, encode_v2, parse_v1, parse_v2
-from urbangen.export.runtime import RuntimeConfig, load_runtime
+from urbangen.export.runtime import RuntimeConfig, load_runtime, resolve_model_uri
 
 log = logging.getLogger("urbangen.serve")
 
@@ -153,25 +153,13 @@ class ServeOptions:
     max_steps: int = 100
 
 
-def parse_model_uri(uri: str) -> tuple[str, str]:
-    """``models:/<name>@<alias>`` -> (name, alias)."""
-    body = uri.removeprefix("models:/")
-    name, sep, alias = body.partition("@")
-    if not uri.startswith("models:/") or not sep or not name or not alias or "/" in name:
-        raise UrbangenError(f"--model-uri must look like models:/<registered name>@<alias>, got {uri!r}")
-    return name, alias
-
-
 def resolve_generator(options: ServeOptions) -> Path:
     """The local generator folder: ``--generator``, or the registry alias downloaded into the cache."""
-    if options.model_uri is None:
-        if options.generator is None or not options.generator.is_dir():
-            raise UrbangenError(f"generator folder not found: {options.generator}")
-        return options.generator
-    from urbangen.tracking import Tracker
-
-    name, alias = parse_model_uri(options.model_uri)
-    return Tracker(workspace=options.cache_dir).resolve_alias(name, alias, dst=options.cache_dir)
+    if options.model_uri is not None:
+        return resolve_model_uri(options.model_uri, options.cache_dir)
+    if options.generator is None or not options.generator.is_dir():
+        raise UrbangenError(f"generator folder not found: {options.generator}")
+    return options.generator
 
 
 class GeneratorModel(Model):

@@ -1,23 +1,31 @@
-"""A tiny stage-2 generator built from config for the deploy tests (seconds on a CPU, nothing downloaded)."""
+"""Random-weight stage-2 generators built from config, for the export tests and the parity benchmark.
+
+Nothing is downloaded and nothing is trained: a seeded scratch UNet (``tiny`` or ``small``, see
+:func:`urbangen.diffusion.build.scratch_spec`), optionally a 4-channel latent UNet with a tiny VAE, and a
+ControlNet whose zero-initialised output convolutions are perturbed so the control signal and classifier-free
+guidance really change the output (a freshly copied ControlNet adds exactly zero, which would make any
+parity check of the control path vacuous).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def make_generator(out: Path, seed: int = 0, latent: bool = False, depth: bool = True) -> Path:
-    """Save a tiny stage-2 generator: a seeded scratch UNet (or a 4-channel UNet + tiny VAE when ``latent``)
-    and a ControlNet whose zero-initialised output convolutions are perturbed, so the control signal and
-    classifier-free guidance really change the output."""
+def random_generator(
+    out: str | Path, base: str = "tiny", latent: bool = False, depth: bool = True, seed: int = 0, perturb: float = 0.05
+) -> Path:
+    """Write a generator folder (the layout ``adapt`` writes) to ``out`` and return it."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from urbangen.diffusion.artefacts import save_generator
-    from urbangen.diffusion.build import make_control, scratch_modules
+    from urbangen.diffusion.build import make_control, scratch_modules, scratch_spec
     from urbangen.diffusion.conditioning import ConditionSpec
     from urbangen.labels import cityscapes19
 
-    modules = scratch_modules("tiny", ("target", "night"), seed)
+    modules = scratch_modules(base, ("target", "night"), seed)
+    resolution = scratch_spec(base).resolution
     if latent:
         torch.manual_seed(seed)
         modules.vae = AutoencoderKL(
@@ -31,24 +39,27 @@ def make_generator(out: Path, seed: int = 0, latent: bool = False, depth: bool =
             up_block_types=("UpDecoderBlock2D",) * 2,
         )
         config = dict(modules.unet.config)
-        config.update(in_channels=4, out_channels=4, sample_size=16)
+        config.update(in_channels=4, out_channels=4, sample_size=resolution[0] // modules.factor)
         modules.unet = UNet2DConditionModel.from_config(config)
-    spec = ConditionSpec(19, depth=depth)
+    spec = ConditionSpec(cityscapes19().num_classes, depth=depth)
     modules.control = make_control(modules, "controlnet", spec.channels, seed)
     noise = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for param in modules.control.parameters():
-            param.add_(torch.randn(param.shape, generator=noise) * 0.05)
+            param.add_(torch.randn(param.shape, generator=noise) * perturb)
     meta = {
         "stage": 2,
+        "base": base,
         "taxonomy": cityscapes19().to_dict(),
         "domains": list(modules.domains),
         "conditioning": spec.to_dict(),
         "control": "controlnet",
-        "resolution": [32, 64],
+        "resolution": list(resolution),
         "factor": modules.factor,
         "size_multiple": modules.size_multiple,
+        "prediction_type": modules.scheduler.config.prediction_type,
         "sampling": {"guidance": 2.0},
     }
+    out = Path(out)
     save_generator(modules, out, meta)
     return out
