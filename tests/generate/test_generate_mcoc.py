@@ -130,3 +130,19 @@ def test_decide_threshold_unscorable_and_rare_class_rescue():
     assert any("'train' lost all 2" in w for w in warnings)
     assert any("'road' lost 4 of 5" in w for w in warnings)
     assert not any("'car'" in w for w in warnings)  # 50% is not more than 50%
+
+
+def test_preview_row_shows_four_tiles_and_shrinks_big_maps():
+    from urbangen.generate.preview import MAX_TILE_WIDTH, preview_row
+    from urbangen.labels import cityscapes19
+
+    taxonomy = cityscapes19()
+    label = two_cars()
+    image = np.zeros((20, 20, 3), np.uint8)
+    row = preview_row(taxonomy, label, image, label, None, gap=2)
+    assert row.shape == (20, 4 * 20 + 3 * 2, 3)
+    assert (row[3, 3] == taxonomy.colors[CAR]).all() and (row[3, 22 + 3] == 0).all()
+    assert (row[0, 66:] == 96).all()  # no prediction: a grey tile
+    big = np.zeros((1024, 2048), np.uint8)
+    wide = preview_row(taxonomy, big, np.zeros((1024, 2048, 3), np.uint8), big, big)
+    assert wide.shape == (256, 4 * MAX_TILE_WIDTH + 6, 3)

@@ -40,9 +40,9 @@ def source(tmp_path: Path) -> Path:
     return folder
 
 
-def config(tmp_path: Path, source: Path, **overrides) -> GenerateConfig:
+def config(tmp_path: Path, root: Path, **overrides) -> GenerateConfig:
     fields = {
-        "source": SourceConfig(format="labels", root=source),
+        "source": SourceConfig(format="labels", root=root),
         "generator": tmp_path / "generator",
         "out": tmp_path / "out",
         "candidates": K,
@@ -186,3 +186,39 @@ def test_bad_input_is_a_clear_error(tmp_path, source):
     generate_candidates(cfg, generator=PainterGenerator())
     with pytest.raises(UrbangenError, match="segmenter"):
         filter_and_rectify(cfg)
+
+
+class DepthRecorder(PainterGenerator):
+    """Painter that keeps the depth it was given (test double)."""
+
+    def generate(self, labels, seeds, depth=None, **kwargs):
+        self.depth = depth
+        return super().generate(labels, seeds, **kwargs)
+
+
+def test_depth_reaches_the_generator_in_metres(tmp_path, source):
+    depth_dir = tmp_path / "depth"
+    for i in range(8):
+        write_png(depth_dir / f"scene{i}.png", np.full((24, 40), 250 * (i + 1), np.uint16))
+    src = SourceConfig(format="labels", root=source, depth_dir=depth_dir, use_depth=True)
+    recorder = DepthRecorder()
+    generate_candidates(config(tmp_path, source, source=src, batch_size=K), generator=recorder)
+    assert recorder.depth.shape == (K, 24, 40) and np.allclose(recorder.depth, 2.5 * 8)  # the last map
+    (depth_dir / "scene7.png").unlink()
+    with pytest.raises(UrbangenError, match="scene7 has no depth map"):
+        generate_candidates(config(tmp_path / "again", source, source=src), generator=DepthRecorder())
+
+
+def test_cityscapes_source_objects_come_from_instance_maps(tmp_path, cityscapes_root):
+    src = SourceConfig(format="cityscapes", root=cityscapes_root, split="train", limit=1)
+    cfg = config(tmp_path, cityscapes_root, source=src, candidates=1, batch_size=1)
+    generate_candidates(cfg, generator=PainterGenerator(miss=1.0))  # never draws cars
+    (record,) = read_manifest(candidates_dir(cfg))
+    instance = read_label(candidates_dir(cfg) / record["instance"])
+    assert instance.max() >= 26000  # car instances, Cityscapes encoding, stored losslessly
+    summary = filter_and_rectify(cfg, segmenter=ColourSegmenter())
+    (kept,) = read_manifest(cfg.out / "dataset")
+    label = read_label(cfg.out / "dataset" / kept["label"])
+    cars = (instance >= 26000) & (instance < 27000)
+    assert kept["per_class_consistency"]["car"] < 0.05 and (label[cars] == 255).mean() > 0.95
+    assert kept["rectified_pixels"]["objects"]["car"] > 0 and summary["per_class"]["car"]["maps"] == 1

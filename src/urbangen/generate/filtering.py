@@ -294,7 +294,7 @@ def filter_and_rectify(
     # 3. rectify and write, with the preview grid
     fingerprint = info["fingerprint"]
     lineage = {
-        "source": fingerprint["source"],
+        "source": info.get("source", fingerprint["source"]),
         "generator_digest": fingerprint["generator_digest"],
         "segmenter_digest": seg_digest,
     }

@@ -12,6 +12,17 @@ from urbangen.io import write_png
 from urbangen.labels import Taxonomy
 
 COLUMNS = ("source label", "generated", "rectified label", "prediction")
+MAX_TILE_WIDTH = 512  # tiles of larger maps are downscaled so a grid of Cityscapes-size maps stays small
+
+
+def _fit(tile: np.ndarray, width: int, smooth: bool) -> np.ndarray:
+    if tile.shape[1] <= width:
+        return tile
+    from PIL import Image
+
+    height = max(1, round(tile.shape[0] * width / tile.shape[1]))
+    resample = Image.Resampling.BILINEAR if smooth else Image.Resampling.NEAREST
+    return np.asarray(Image.fromarray(tile).resize((width, height), resample))
 
 
 def preview_row(
@@ -22,13 +33,14 @@ def preview_row(
     prediction: np.ndarray | None,
     gap: int = 2,
 ) -> np.ndarray:
-    """One HxW(4+gaps)x3 row of the grid."""
+    """One row of the grid: four tiles side by side, each at most ``MAX_TILE_WIDTH`` wide."""
     pred = taxonomy.colorize(prediction) if prediction is not None else np.full_like(image, 96)
     tiles = [taxonomy.colorize(label), image, taxonomy.colorize(rectified), pred]
-    spacer = np.full((image.shape[0], gap, 3), 255, dtype=np.uint8)
+    tiles = [_fit(t.astype(np.uint8), MAX_TILE_WIDTH, smooth=i == 1) for i, t in enumerate(tiles)]
+    spacer = np.full((tiles[0].shape[0], gap, 3), 255, dtype=np.uint8)
     parts = []
     for tile in tiles:
-        parts += [tile.astype(np.uint8), spacer]
+        parts += [tile, spacer]
     return np.concatenate(parts[:-1], axis=1)
 
 

@@ -12,6 +12,7 @@ A killed run loses at most the batch in flight.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,15 @@ def candidates_dir(cfg: GenerateConfig, shard: tuple[int, int] = (0, 1)) -> Path
 
 
 def fingerprint(cfg: GenerateConfig, source: LabelSource, generator_digest: str) -> dict[str, Any]:
-    """Every setting that changes the rendered images (batch size is not one of them)."""
+    """Every setting that changes the rendered images (batch size is not one of them).
+
+    The source enters by format, split and a digest of its ids, not by its path, so shards that read the
+    same dataset from different places (pipeline pods) still merge.
+    """
+    ids = hashlib.sha256("\n".join(source.ids()).encode()).hexdigest()
     return {
         "generator_digest": generator_digest,
-        "source": source.describe(),
+        "source": {"format": cfg.source.format, "split": cfg.source.split, "ids_sha256": ids},
         "use_depth": cfg.source.use_depth,
         "seed": cfg.seed,
         "candidates": cfg.candidates,
@@ -108,6 +114,7 @@ def generate_candidates(
     store.init_run(
         {
             "fingerprint": fingerprint(cfg, source, digest),
+            "source": source.describe(),
             "shard": list(shard),
             "ids": ids,
             "taxonomy": _taxonomy(generator),
