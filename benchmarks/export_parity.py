@@ -134,7 +134,8 @@ def markdown(results: list[dict], command: str) -> str:
         SECTION,
         "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.processor() or platform.machine()} CPU, onnxruntime CPU provider, float32, opset 17. "
+        f"Machine: {platform.machine()} CPU (one thread; a shared 2-core machine, so timings are indicative), "
+        "onnxruntime CPU provider, float32, opset 17. "
         f"Date: {datetime.date.today()}.  ",
         "Random-weight generators built from config (scratch UNet + perturbed ControlNet + depth; `latent` adds a "
         "tiny VAE); `denoise` is the fused control + UNet + guidance graph, max over batch 1/2/4; images: 4 label "
@@ -142,7 +143,7 @@ def markdown(results: list[dict], command: str) -> str:
         "difference exceeds 1e-4.",
         "",
         "| config | HxW | params (M) | denoise max abs | denoise max rel | decoder max abs | image max diff "
-        "(levels) | differing values | PSNR (dB) | ms/step torch | ms/step onnxruntime |",
+        "(levels) | fraction of values differing | PSNR (dB) | ms/step torch | ms/step onnxruntime |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -151,7 +152,7 @@ def markdown(results: list[dict], command: str) -> str:
         lines.append(
             f"| {r['config']} | {r['resolution'][0]}x{r['resolution'][1]} | {r['parameters_M']} | "
             f"{r['denoise_max_abs']:.1e} | {r['denoise_max_rel']:.1e} | {decoder} | {r['image_max_levels']} | "
-            f"{r['image_frac_differing']:.2%} | {psnr} | {r['ms_per_step_torch']:.1f} | "
+            f"{r['image_frac_differing']:.1e} | {psnr} | {r['ms_per_step_torch']:.1f} | "
             f"{r['ms_per_step_onnxruntime']:.1f} |"
         )
     return "\n".join(lines) + "\n"

@@ -36,9 +36,10 @@ def _complete(folder: Path, kind: str, digest: str) -> bool:
         return False
     record = json.loads(path.read_text())
     entries = record.get("graphs") or record.get("engines") or {}
+    files = [(e["file"], e["sha256"]) for e in entries.values()]
+    files += [(e["data_file"], e["data_sha256"]) for e in entries.values() if "data_file" in e]
     return record.get("generator_sha256") == digest and all(
-        (folder / kind / e["file"]).is_file() and sha256_file(folder / kind / e["file"]) == e["sha256"]
-        for e in entries.values()
+        (folder / kind / name).is_file() and sha256_file(folder / kind / name) == sha for name, sha in files
     )
 
 

@@ -17,6 +17,7 @@ the export fails if it exceeds the tolerance (float32 exports match to ~1e-6).
 
 from __future__ import annotations
 
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -115,10 +116,10 @@ def _export(module: torch.nn.Module, inputs: dict[str, torch.Tensor | None], out
     names = [name for name, value in inputs.items() if value is not None]
     axes = {name: {0: "batch", 2: "height", 3: "width"} for name in names if inputs[name].dim() == 4}
     axes[output] = {0: "batch", 2: "height", 3: "width"}
-    with atomic_path(out) as tmp, torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape asserts traced as constants: expected
-        traced = tmp.with_name(tmp.name + ".trace.onnx")
-        try:
+    with atomic_path(out) as tmp, tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+        traced = Path(scratch) / "traced.onnx"  # large models: the exporter adds one file per weight here
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape asserts traced as constants
             torch.onnx.export(
                 module,
                 tuple(inputs.values()),
@@ -130,10 +131,7 @@ def _export(module: torch.nn.Module, inputs: dict[str, torch.Tensor | None], out
                 dynamo=False,
                 do_constant_folding=True,
             )
-            model = onnx.load(str(traced))  # also reads any per-tensor weight files the exporter wrote
-        finally:
-            for stray in traced.parent.glob(f"{traced.name}*"):
-                stray.unlink()
+        model = onnx.load(str(traced))
         large = model.ByteSize() > _PROTOBUF_LIMIT
         onnx.save_model(
             model, str(tmp), save_as_external_data=large, all_tensors_to_one_file=True, location=f"{out.name}.data"
@@ -206,5 +204,8 @@ def export_onnx(generator: Any, out: str | Path, tolerance: float = TOLERANCE) -
             "outputs": [o.name for o in session.get_outputs()],
             "max_abs_diff": worst,
         }
+        data = path.with_name(f"{path.name}.data")
+        if data.is_file():  # weights of a graph beyond 2 GiB
+            record["graphs"][name].update(data_file=data.name, data_sha256=sha256_file(data))
     record["export_seconds"] = round(export_s, 3)
     return record
