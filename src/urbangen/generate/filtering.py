@@ -196,7 +196,7 @@ def _score_all(
     lines = {i: r for i, r in work.finished().items() if i in records}
     todo = [i for i in sorted(records) if i not in lines]
     if todo and segmenter is None:
-        segmenter = load_segmenter(cfg.segmenter)
+        segmenter = load_segmenter(cfg.segmenter, taxonomy, cfg.engine.device, cfg.segment_batch_size)
     digest = model_digest(segmenter, cfg.segmenter) if segmenter is not None or cfg.segmenter else None
     work.check({"segmenter_digest": digest, "erosion": cfg.mcoc.erosion, "min_object_size": cfg.mcoc.min_object_size})
     progress = Progress("score", len(records), initial=len(lines), on_log=on_log)

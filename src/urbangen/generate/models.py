@@ -71,10 +71,23 @@ def load_generator(cfg: GenerateConfig) -> GeneratorLike:
     return FastGenerator(generator, engine) if engine.kind == "fast" else generator
 
 
-def load_segmenter(folder: str | Path | None) -> SegmenterLike:
-    """The target-domain segmenter that scores candidates (the pseudo-labeller's, or any segmenter folder)."""
+class BatchedPredictor:
+    """A segmentation ``Predictor`` called with a fixed batch size, behind :class:`SegmenterLike`."""
+
+    def __init__(self, predictor: Any, batch_size: int) -> None:
+        self.predictor, self.batch_size = predictor, batch_size
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.predictor.predict(images, batch_size=self.batch_size)
+
+
+def load_segmenter(
+    folder: str | Path | None, taxonomy: Any = None, device: str = "cpu", batch_size: int = 8
+) -> SegmenterLike:
+    """The target-domain segmenter that scores candidates (the pseudo-labeller's, or any segmenter folder);
+    a segmenter of another taxonomy than the generator's is a clear error."""
     if folder is None:
         raise UrbangenError("segmenter: MCOC filtering needs a segmenter folder (or run with filter: false)")
     from urbangen.segment.predict import Predictor
 
-    return Predictor.from_pretrained(folder)
+    return BatchedPredictor(Predictor.from_pretrained(folder, device=device, taxonomy=taxonomy), batch_size)
