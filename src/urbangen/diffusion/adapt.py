@@ -45,7 +45,7 @@ def _done(folder: Path, fp: str, steps: int) -> bool:
     if meta.get("fingerprint") != fp:
         raise UrbangenError(
             f"{folder} was written by a different configuration (fingerprint {meta.get('fingerprint')}, this "
-            f"config {fp}): use another --out or delete it"
+            f"config {fp}; for stage 2 this includes the stage-1 weights): use another --out or delete it"
         )
     return meta.get("steps", -1) >= steps
 
@@ -72,6 +72,7 @@ def _meta(cfg: AdaptConfig, number: int, fp: str, resolution, modules: Modules, 
         "control": cfg.stage2.control if number == 2 else None,
         "resolution": list(resolution),
         "factor": modules.factor,
+        "patch": modules.patch,
         "size_multiple": modules.size_multiple,
         "prediction_type": modules.scheduler.config.prediction_type,
         "config": cfg.model_dump(mode="json"),
@@ -98,15 +99,15 @@ def run_stage1(cfg: AdaptConfig, out: Path, on_log: LogFn | None = None) -> Path
 
 
 def run_stage2(cfg: AdaptConfig, out: Path, on_log: LogFn | None = None) -> Path:
-    folder, fp = out / "stage2", fingerprint(cfg, 2)
-    if _done(folder, fp, cfg.stage2.steps):
-        return folder
     source = out / "stage1"
     if not source.is_dir():
         raise UrbangenError(f"stage 2 needs a finished stage 1 in {source}: run adapt --stage 1 first")
     meta1 = read_meta(source)
     if meta1.get("fingerprint") != fingerprint(cfg, 1):
         raise UrbangenError(f"{source} was trained with a different stage-1 configuration than this config")
+    folder, fp = out / "stage2", fingerprint(cfg, 2, meta1["weights_sha256"])
+    if _done(folder, fp, cfg.stage2.steps):
+        return folder
     modules, _ = load_generator(source)
     resolution = tuple(meta1["resolution"])
     data = TargetSet.load(cfg, resolution, labels=True, depth=cfg.stage2.depth)

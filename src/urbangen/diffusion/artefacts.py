@@ -74,7 +74,8 @@ def save_generator(modules: Modules, out: Path, meta: dict[str, Any]) -> str:
         metadata={"domains": json.dumps(list(modules.domains))},
     )
     digest = weights_digest(modules)
-    write_json_atomic(tmp / META, {**meta, "format": FORMAT, "urbangen_version": __version__, "weights_sha256": digest})
+    meta = {**meta, "patch": modules.patch, "format": FORMAT, "urbangen_version": __version__, "weights_sha256": digest}
+    write_json_atomic(tmp / META, meta)
     replace_dir(tmp, out)
     return digest
 
@@ -131,7 +132,8 @@ def load_generator(folder: Path, verify: bool = True) -> tuple[Modules, dict[str
             domains = tuple(json.loads(handle.metadata()["domains"]))
     except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
         raise UrbangenError(f"cannot load generator {folder}: {exc}") from exc
-    modules = Modules(unet, scheduler, torch.nn.Parameter(embedding, requires_grad=False), domains, vae, control)
+    embedding = torch.nn.Parameter(embedding, requires_grad=False)
+    modules = Modules(unet, scheduler, embedding, domains, vae, control, patch=int(meta.get("patch", 1)))
     for module in (unet, vae, control):
         if module is not None:
             module.requires_grad_(False).eval()

@@ -37,6 +37,7 @@ class ScratchSpec:
     norm_num_groups: int
     cross_attention_dim: int
     heads: int  # diffusers passes this as ``attention_head_dim`` but uses it as the number of heads
+    patch: int = 1  # pixels per side folded into channels (pixel_unshuffle): a 4x cheaper UNet per factor 2
     tokens: int = 4
 
 
@@ -45,9 +46,9 @@ def scratch_spec(name: str) -> ScratchSpec:
     if name == "tiny":
         return ScratchSpec((32, 64), (8, 16), (False, False), 1, 4, 16, 4)
     if name == "small":
-        return ScratchSpec((64, 128), (32, 64, 96), (False, False, False), 1, 8, 64, 4)
+        return ScratchSpec((64, 128), (64, 128, 128), (False, False, False), 1, 16, 64, 4, patch=4)
     if name == "base":
-        return ScratchSpec((256, 512), (128, 256, 256, 512), (False, False, True, True), 2, 32, 256, 8)
+        return ScratchSpec((256, 512), (128, 256, 256, 512), (False, False, True, True), 2, 32, 256, 8, patch=2)
     raise UrbangenError(f"unknown built-in base {name!r}; expected tiny, small, base or a Stable Diffusion folder")
 
 
@@ -61,11 +62,12 @@ class Modules:
     domains: tuple[str, ...]
     vae: AutoencoderKL | None = None
     control: ControlNetModel | UNetControlNetXSModel | None = None
+    patch: int = 1  # pixel space only: model input = pixel_unshuffle(image, patch)
 
     @property
     def factor(self) -> int:
-        """Image pixels per model cell: 1 in pixel space, the VAE's downsampling in latent space."""
-        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
+        """Image pixels per model cell (per side): the patch size in pixel space, the VAE's downsampling else."""
+        return self.patch if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
     def size_multiple(self) -> int:
@@ -83,7 +85,7 @@ class Modules:
     def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in [-1, 1] (B,3,H,W) -> the denoiser's space (latents scaled like diffusers pipelines)."""
         if self.vae is None:
-            return images
+            return torch.nn.functional.pixel_unshuffle(images, self.patch) if self.patch > 1 else images
         dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
         noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(dist.mean)
         latents = dist.mean + dist.std * noise
@@ -93,7 +95,7 @@ class Modules:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """The denoiser's space -> images in [-1, 1]."""
         if self.vae is None:
-            return latents
+            return torch.nn.functional.pixel_shuffle(latents, self.patch) if self.patch > 1 else latents
         shift = self.vae.config.shift_factor or 0.0
         latents = latents / self.vae.config.scaling_factor + shift
         return self.vae.decode(latents.to(self.vae.dtype)).sample
@@ -106,9 +108,9 @@ def scratch_modules(name: str, domains: tuple[str, ...], seed: int) -> Modules:
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.attention)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.attention))
     unet = UNet2DConditionModel(
-        sample_size=spec.resolution[0],
-        in_channels=3,
-        out_channels=3,
+        sample_size=spec.resolution[0] // spec.patch,
+        in_channels=3 * spec.patch**2,
+        out_channels=3 * spec.patch**2,
         down_block_types=down,
         up_block_types=up,
         mid_block_type="UNetMidBlock2DCrossAttn",
@@ -126,7 +128,7 @@ def scratch_modules(name: str, domains: tuple[str, ...], seed: int) -> Modules:
         timestep_spacing="trailing",
     )
     embedding = torch.randn(len(domains), spec.tokens, spec.cross_attention_dim) * 0.5
-    return Modules(unet, scheduler, torch.nn.Parameter(embedding), domains)
+    return Modules(unet, scheduler, torch.nn.Parameter(embedding), domains, patch=spec.patch)
 
 
 def check_sd_folder(path: Path) -> None:

@@ -106,11 +106,12 @@ class AdaptConfig(StrictModel):
         return self.base in BUILTIN_BASES
 
 
-def fingerprint(cfg: AdaptConfig, stage: int) -> str:
+def fingerprint(cfg: AdaptConfig, stage: int, extra: str = "") -> str:
     """A digest of everything that shapes a stage's result except its length and checkpoint cadence.
 
     A checkpoint or a finished stage folder is reused only when the fingerprint matches, so resuming with a
     longer ``steps`` continues the same run while any other change is refused with a clear error.
+    ``extra`` joins other inputs (stage 2 passes the stage-1 weights digest it starts from).
     """
     data = cfg.model_dump(mode="json", exclude={"out", "device"})
     for name in ("stage1", "stage2"):
@@ -119,5 +120,5 @@ def fingerprint(cfg: AdaptConfig, stage: int) -> str:
     if stage == 1:
         data.pop("stage2")
         data.pop("labels_dir")
-    text = json.dumps(data, sort_keys=True)
+    text = json.dumps(data, sort_keys=True) + extra
     return hashlib.sha256(text.encode()).hexdigest()[:16]
