@@ -92,7 +92,7 @@ class GenerateConfig(StrictModel):
     seed: int = 0
     steps: int = Field(default=20, ge=1)
     guidance: float | None = None
-    scheduler: str = "ddim"
+    scheduler: Literal["ddim", "dpm", "euler"] = "ddim"
     batch_size: int = Field(default=8, ge=1)
     engine: EngineConfig = EngineConfig()
     filter: bool = True

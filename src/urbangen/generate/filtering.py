@@ -202,8 +202,10 @@ def _score_all(
     progress = Progress("score", len(records), initial=len(lines), on_log=on_log)
     try:
         for sample_id in todo:
-            lines[sample_id] = _score_map(store, records[sample_id], segmenter, cfg, taxonomy, work)
-            progress.update(1, images=len(records[sample_id]["candidates"]))
+            line = lines[sample_id] = _score_map(store, records[sample_id], segmenter, cfg, taxonomy, work)
+            good = line["best_mcoc"] is not None and line["best_mcoc"] >= cfg.mcoc.threshold
+            # kept / dropped by the threshold alone (rare-class rescue is decided once all maps are scored)
+            progress.update(1, images=len(records[sample_id]["candidates"]), kept=int(good), dropped=int(not good))
     finally:
         progress.close()
     return lines, digest
