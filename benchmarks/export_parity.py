@@ -137,10 +137,11 @@ def markdown(results: list[dict], command: str) -> str:
         f"Machine: {platform.machine()} CPU (one thread; a shared 2-core machine, so timings are indicative), "
         "onnxruntime CPU provider, float32, opset 17. "
         f"Date: {datetime.date.today()}.  ",
-        "Random-weight generators built from config (scratch UNet + perturbed ControlNet + depth; `latent` adds a "
-        "tiny VAE); `denoise` is the fused control + UNet + guidance graph, max over batch 1/2/4; images: 4 label "
-        "maps, 20 DDIM steps, guidance 2, same seeds on both backends. The export refuses a graph whose max abs "
-        "difference exceeds 1e-4.",
+        "Random-weight generators built from config (scratch UNet + perturbed ControlNet + depth; `latent` "
+        + "adds a tiny VAE; `small` folds 4x4 pixel patches into channels, as the built-in base does); `denoise` "
+        + "is the fused control + UNet + guidance graph, max over batch 1/2/4; images: 4 label maps, 20 DDIM "
+        + "steps, guidance 2, same seeds on both backends. The export refuses a graph whose max abs difference "
+        + "exceeds 1e-4.",
         "",
         "| config | HxW | params (M) | denoise max abs | denoise max rel | decoder max abs | image max diff "
         "(levels) | fraction of values differing | PSNR (dB) | ms/step torch | ms/step onnxruntime |",

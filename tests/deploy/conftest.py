@@ -11,8 +11,8 @@ from urbangen.export.synthetic import random_generator
 
 @pytest.fixture(scope="session")
 def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pixel-space stage-2 generator with a depth channel."""
-    return random_generator(tmp_path_factory.mktemp("gen") / "stage2")
+    """A pixel-space stage-2 generator with a depth channel and 2x2 patches (model input 12 x H/2 x W/2)."""
+    return random_generator(tmp_path_factory.mktemp("gen") / "stage2", patch=2)
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,10 @@ def test_graph_has_dynamic_batch_and_size_and_applies_guidance(tiny_bundle: Path
     generator = Generator.from_pretrained(tiny_bundle)
     session = ort_session(tiny_bundle / "onnx" / "denoise.onnx")
     labels, depth = labels_and_depth(1, 16, 48)
+    channels, factor = generator.unet.config.in_channels, generator.modules.factor
+    assert (channels, factor) == (12, 2)  # the patch pixel space: 2x2 pixels folded into channels
     feed = {
-        "sample": torch.randn(1, 3, 16, 48, generator=torch.Generator().manual_seed(0)),
+        "sample": torch.randn(1, channels, 16 // factor, 48 // factor, generator=torch.Generator().manual_seed(0)),
         "timestep": torch.tensor([250.0]),
         "cond": generator.condition(labels, depth),
         "guidance": torch.tensor([3.0]),
@@ -55,7 +57,7 @@ def test_graph_has_dynamic_batch_and_size_and_applies_guidance(tiny_bundle: Path
     with torch.no_grad():
         torch_out = DenoiseStep(generator)(**feed).numpy()
         reference = generator.denoise(feed["sample"], 250, feed["cond"], 3.0, domain=1).numpy()
-    assert onnx_out.shape == (1, 3, 16, 48)
+    assert onnx_out.shape == (1, channels, 16 // factor, 48 // factor)
     assert np.abs(onnx_out - torch_out).max() < 1e-4
     assert np.abs(onnx_out - reference).max() < 1e-4  # the wrapper is the sampler's own denoise
     other = {**feed, "guidance": torch.tensor([1.0])}

@@ -41,7 +41,10 @@ class RuntimeConfig(StrictModel):
 
 
 class Backend(Protocol):
-    """What an exported backend provides: the two network evaluations of the sampler."""
+    """What an exported backend provides: the two network evaluations of the sampler (``decoder`` is None
+    for pixel-space generators, whose decoding has no weights and stays the reference code)."""
+
+    decoder: Any
 
     def denoise(
         self, sample: torch.Tensor, t: torch.Tensor | int, cond: torch.Tensor | None, guidance: float, domain: int
@@ -98,8 +101,6 @@ class OnnxRuntimeBackend:
         return torch.from_numpy(out).to(sample.device)
 
     def decode(self, latents):
-        if self.decoder is None:
-            return latents.float()
         (images,) = self.decoder.run(None, {"latents": latents.float().cpu().numpy()})
         return torch.from_numpy(images).to(latents.device)
 
@@ -127,8 +128,6 @@ class TensorRTBackend:
         return self.denoiser.run(feed)["model_output"]
 
     def decode(self, latents):
-        if self.decoder is None:
-            return latents.float()
         return self.decoder.run({"latents": latents.float()})["images"]
 
 
@@ -144,6 +143,8 @@ def _exported_generator_class() -> type:
             return self.backend.denoise(latents.to(self.device), t, cond, float(guidance), int(domain))
 
         def decode(self, latents):
+            if self.backend.decoder is None:  # pixel space: identity or pixel_shuffle, no weights involved
+                return super().decode(latents.to(self.device))
             return self.backend.decode(latents.to(self.device))
 
     return ExportedGenerator

@@ -13,9 +13,16 @@ from pathlib import Path
 
 
 def random_generator(
-    out: str | Path, base: str = "tiny", latent: bool = False, depth: bool = True, seed: int = 0, perturb: float = 0.05
+    out: str | Path,
+    base: str = "tiny",
+    latent: bool = False,
+    depth: bool = True,
+    seed: int = 0,
+    perturb: float = 0.05,
+    patch: int | None = None,
 ) -> Path:
-    """Write a generator folder (the layout ``adapt`` writes) to ``out`` and return it."""
+    """Write a generator folder (the layout ``adapt`` writes) to ``out`` and return it. ``patch`` overrides the
+    base's pixel-space patch size (pixels per side folded into channels); ``latent`` replaces it by a VAE."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -26,8 +33,15 @@ def random_generator(
 
     modules = scratch_modules(base, ("target", "night"), seed)
     resolution = scratch_spec(base).resolution
+    if patch is not None and not latent and patch != modules.patch:
+        torch.manual_seed(seed)
+        config = dict(modules.unet.config)
+        config.update(in_channels=3 * patch**2, out_channels=3 * patch**2, sample_size=resolution[0] // patch)
+        modules.unet = UNet2DConditionModel.from_config(config)
+        modules.patch = patch
     if latent:
         torch.manual_seed(seed)
+        modules.patch = 1
         modules.vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,
