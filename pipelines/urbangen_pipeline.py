@@ -53,7 +53,11 @@ def _resources(task: dsl.PipelineTask, step: str, res: ResourceConfig) -> dsl.Pi
         kubernetes.use_secret_as_env(
             task,
             secret_name=res.s3_secret,
-            secret_key_to_env={"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"},
+            # key names as KServe's storage-initializer requires (manifests/components/secrets-from-env)
+            secret_key_to_env={
+                "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+            },
         )
         kubernetes.use_config_map_as_env(
             task,
@@ -62,6 +66,7 @@ def _resources(task: dsl.PipelineTask, step: str, res: ResourceConfig) -> dsl.Pi
                 "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
                 "s3_endpoint": "URBANGEN_S3_ENDPOINT",
                 "mlflow_s3_endpoint_url": "MLFLOW_S3_ENDPOINT_URL",
+                "s3_bucket": "URBANGEN_S3_BUCKET",
             },
         )
     task.set_display_name(step.replace("_", " "))

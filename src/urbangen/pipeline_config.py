@@ -107,7 +107,8 @@ SMOKE = {
     },
     "pseudo_label": {"threshold": 0.5},
     "adapt": {"base": "tiny", "stage1": {"steps": 4, "batch_size": 2}, "stage2": {"steps": 4, "batch_size": 2}},
-    "generate": {"candidates": 2, "steps": 2, "batch_size": 4},
+    # smoke models are barely trained: keep every map (the filter still scores, selects and rectifies)
+    "generate": {"candidates": 2, "steps": 2, "batch_size": 4, "mcoc": {"threshold": 0.0}},
 }
 
 SCALES: dict[str, dict[str, Any]] = {

@@ -31,7 +31,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;
 h1{margin-bottom:4px} .sub{color:#666;margin-top:0}
 table{border-collapse:collapse;margin:12px 0} td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}
 th:first-child,td:first-child{text-align:left} .pos{color:#0a7d2c} .neg{color:#b3261e} .best{font-weight:700}
-.rows img{height:96px;margin:1px;image-rendering:pixelated} .rows td{text-align:center;font-size:12px}
+.rows img{height:64px;margin:1px;image-rendering:pixelated} .rows td{text-align:center;font-size:12px}
 .small{font-size:12px;color:#555}
 """
 
@@ -132,9 +132,10 @@ def render_report(results: dict[str, Any], examples: list[dict] | None = None) -
     """The report page as an HTML string."""
     taxonomy = Taxonomy.from_dict(results["taxonomy"]) if "taxonomy" in results else cityscapes19()
     methods = results["methods"]
-    meta = ", ".join(
-        f"{k}={results[k]}" for k in ("scale", "seed", "style_seed", "target") if results.get(k) is not None
-    )
+    meta = ", ".join(f"{k}={results[k]}" for k in ("scale", "seed", "style_seed") if results.get(k) is not None)
+    target = results.get("target") or {}
+    if target.get("kind") == "dataset":
+        meta += f", target={target.get('format')}:{target.get('root')}"
     generation = results.get("generation", {})
     gen_line = ""
     if generation:

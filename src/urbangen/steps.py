@@ -394,6 +394,12 @@ def filter_rectify(
         merge_shards(shard_dirs, work / "candidates")
         full = _generate_config(cfg, generator, source_dir, work, segmenter)
         summary = filter_and_rectify(full, work / "candidates", generated, on_log=_logger(run))
+        if not summary["kept"]:
+            raise UrbangenError(
+                f"MCOC filtering dropped all {summary['samples']} label maps (best MCOC mean "
+                f"{summary['mean_best_mcoc']}, threshold {full.mcoc.threshold}): lower generate.mcoc.threshold "
+                "or check the generator and the judging segmenter"
+            )
         plain = full.model_copy(update={"filter": False, "rectify": full.rectify.model_copy(update={"enabled": False})})
         filter_and_rectify(plain, work / "candidates", unfiltered)
         numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}

@@ -1,0 +1,68 @@
+"""The whole pipeline runs through kfp.local at the smoke scale (what `urbangen demo --scale smoke` does)
+and leaves results.json, report.html and an MLflow store with a parent run, nested step runs, metrics,
+image artefacts and registered models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from urbangen.cli import main
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = CliRunner().invoke(main, ["demo", "--scale", "smoke", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output[-3000:]
+    return out
+
+
+def test_results_json_has_every_method(smoke_run):
+    results = json.loads((smoke_run / "results.json").read_text())
+    assert set(results["methods"]) == {"source_only", "fda", "urbangen_nofilter", "urbangen", "oracle"}
+    for method, result in results["methods"].items():
+        assert 0 <= result["mIoU"] <= 100, method
+        assert len(result["per_class"]) == 19
+    assert results["scale"] == "smoke"
+    assert {"train-source_only", "adapt-stage1", "adapt-stage2", "filter-rectify"} <= set(results["timings"])
+    assert results["generation"]["samples"] == 16
+
+
+def test_report_is_self_contained(smoke_run):
+    page = (smoke_run / "report.html").read_text()
+    assert "urbangen results" in page and "Oracle" in page
+    assert page.count("data:image/png;base64,") >= 5  # chart + image rows, all inlined
+
+
+def test_mlflow_store_holds_the_run_hierarchy(smoke_run):
+    from mlflow import MlflowClient
+
+    results = json.loads((smoke_run / "results.json").read_text())
+    client = MlflowClient(f"sqlite:///{smoke_run / 'workspace' / 'mlflow.db'}")
+    parent = client.get_run(results["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["mIoU/urbangen"] == pytest.approx(results["methods"]["urbangen"]["mIoU"])
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    names = {run.info.run_name for run in children}
+    assert {
+        "data-source",
+        "train-oracle",
+        "pseudo-label",
+        "generate-0-of-2",
+        "generate-1-of-2",
+        "evaluate-urbangen",
+        "fda",
+    } <= names
+    evaluate = next(r for r in children if r.info.run_name == "evaluate-urbangen")
+    assert "mIoU" in evaluate.data.metrics
+    charts = [a.path for a in client.list_artifacts(evaluate.info.run_id, "charts")]
+    assert any(path.endswith(".png") for path in charts)
+    train = next(r for r in children if r.info.run_name == "train-urbangen")
+    assert client.get_metric_history(train.info.run_id, "seed0/loss")
+    version = client.get_model_version_by_alias("urbangen-generator", "candidate")
+    assert version.tags["mIoU"]
