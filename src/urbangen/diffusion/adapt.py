@@ -7,6 +7,7 @@ checkpoint written by a different configuration is refused with an error rather 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from urbangen.diffusion import stage1, stage2
@@ -35,6 +36,20 @@ def adapt(
     if stage in (None, 2):
         folders["stage2"] = run_stage2(cfg, out, on_log)
     return folders
+
+
+@contextlib.contextmanager
+def _threads(count: int | None):
+    """Use ``count`` torch CPU threads inside the block (torch's setting is process-wide: restore it)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _done(folder: Path, fp: str, steps: int) -> bool:
@@ -83,10 +98,22 @@ def _meta(cfg: AdaptConfig, number: int, fp: str, resolution, modules: Modules, 
 
 
 def run_stage1(cfg: AdaptConfig, out: Path, on_log: LogFn | None = None) -> Path:
+    """Stage 1 into ``out/stage1`` (reused when finished; resumed from ``out/checkpoints/stage1``)."""
+    with _threads(cfg.threads):
+        return _stage1(cfg, Path(out), on_log)
+
+
+def run_stage2(cfg: AdaptConfig, out: Path, on_log: LogFn | None = None) -> Path:
+    """Stage 2 into ``out/stage2`` from ``out/stage1`` (reused when finished; resumable)."""
+    with _threads(cfg.threads):
+        return _stage2(cfg, Path(out), on_log)
+
+
+def _stage1(cfg: AdaptConfig, out: Path, on_log: LogFn | None) -> Path:
     folder, fp = out / "stage1", fingerprint(cfg, 1)
     if _done(folder, fp, cfg.stage1.steps):
         return folder
-    modules = base_modules(cfg.base, cfg.domains, cfg.seed, cfg.device)
+    modules = base_modules(cfg.base, cfg.domains, cfg.seed, cfg.device, cfg.prediction_type)
     resolution = tuple(cfg.resolution or default_resolution(cfg.base, modules))
     _check_resolution(resolution, modules)
     data = TargetSet.load(cfg, resolution, labels=False, depth=False)
@@ -98,7 +125,7 @@ def run_stage1(cfg: AdaptConfig, out: Path, on_log: LogFn | None = None) -> Path
     return folder
 
 
-def run_stage2(cfg: AdaptConfig, out: Path, on_log: LogFn | None = None) -> Path:
+def _stage2(cfg: AdaptConfig, out: Path, on_log: LogFn | None) -> Path:
     source = out / "stage1"
     if not source.is_dir():
         raise UrbangenError(f"stage 2 needs a finished stage 1 in {source}: run adapt --stage 1 first")

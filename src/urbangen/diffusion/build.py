@@ -38,6 +38,7 @@ class ScratchSpec:
     cross_attention_dim: int
     heads: int  # diffusers passes this as ``attention_head_dim`` but uses it as the number of heads
     patch: int = 1  # pixels per side folded into channels (pixel_unshuffle): a 4x cheaper UNet per factor 2
+    prediction: str = "v_prediction"  # "sample" (x0) gives clean, if blurry, images after few training steps
     tokens: int = 4
 
 
@@ -46,7 +47,7 @@ def scratch_spec(name: str) -> ScratchSpec:
     if name == "tiny":
         return ScratchSpec((32, 64), (8, 16), (False, False), 1, 4, 16, 4)
     if name == "small":
-        return ScratchSpec((64, 128), (64, 128, 128), (False, False, False), 1, 16, 64, 4, patch=4)
+        return ScratchSpec((64, 128), (64, 128, 128), (False, False, False), 1, 16, 64, 4, patch=4, prediction="sample")
     if name == "base":
         return ScratchSpec((256, 512), (128, 256, 256, 512), (False, False, True, True), 2, 32, 256, 8, patch=2)
     raise UrbangenError(f"unknown built-in base {name!r}; expected tiny, small, base or a Stable Diffusion folder")
@@ -101,8 +102,8 @@ class Modules:
         return self.vae.decode(latents.to(self.vae.dtype)).sample
 
 
-def scratch_modules(name: str, domains: tuple[str, ...], seed: int) -> Modules:
-    """Seeded, randomly initialised pixel-space modules for a built-in base."""
+def scratch_modules(name: str, domains: tuple[str, ...], seed: int, prediction_type: str | None = None) -> Modules:
+    """Seeded, randomly initialised pixel-space modules for a built-in base (``prediction_type`` overrides)."""
     spec = scratch_spec(name)
     torch.manual_seed(seed)
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.attention)
@@ -123,7 +124,7 @@ def scratch_modules(name: str, domains: tuple[str, ...], seed: int) -> Modules:
     scheduler = DDPMScheduler(
         num_train_timesteps=1000,
         beta_schedule="squaredcos_cap_v2",
-        prediction_type="v_prediction",
+        prediction_type=prediction_type or spec.prediction,
         clip_sample=False,
         timestep_spacing="trailing",
     )
@@ -176,10 +177,14 @@ def sd_modules(path: Path, domains: dict[str, str], device: str = "cpu") -> Modu
     return Modules(unet, scheduler, torch.nn.Parameter(embedding, requires_grad=False), tuple(domains), vae=vae)
 
 
-def base_modules(base: str, domains: dict[str, str], seed: int, device: str = "cpu") -> Modules:
-    """The modules of ``base``: a built-in name or a Stable Diffusion folder."""
+def base_modules(
+    base: str, domains: dict[str, str], seed: int, device: str = "cpu", prediction_type: str | None = None
+) -> Modules:
+    """The modules of ``base``: a built-in name or a Stable Diffusion folder (whose scheduler decides)."""
     if base in ("tiny", "small", "base"):
-        return scratch_modules(base, tuple(domains), seed)
+        return scratch_modules(base, tuple(domains), seed, prediction_type)
+    if prediction_type is not None:
+        raise UrbangenError("prediction_type can only be chosen for built-in bases (a folder's scheduler decides)")
     return sd_modules(Path(base).expanduser(), domains, device)
 
 

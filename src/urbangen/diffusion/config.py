@@ -70,6 +70,10 @@ class AdaptConfig(StrictModel):
         description="domain name -> prompt (the prompt is used by Stable Diffusion bases); a sample whose "
         "meta['condition'] names a domain uses it, every other sample the first domain",
     )
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] | None = Field(
+        default=None, description="override the built-in base's target (small: sample, tiny/base: v_prediction)"
+    )
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
     crop_scale: tuple[float, float] = Field(default=(0.6, 1.0), description="random crop size range (fraction)")
     hflip: bool = True
     stage1: Stage1Config = Field(default_factory=Stage1Config)
@@ -113,7 +117,7 @@ def fingerprint(cfg: AdaptConfig, stage: int, extra: str = "") -> str:
     longer ``steps`` continues the same run while any other change is refused with a clear error.
     ``extra`` joins other inputs (stage 2 passes the stage-1 weights digest it starts from).
     """
-    data = cfg.model_dump(mode="json", exclude={"out", "device"})
+    data = cfg.model_dump(mode="json", exclude={"out", "device", "threads"})
     for name in ("stage1", "stage2"):
         data[name].pop("steps")
         data[name].pop("checkpoint_every")

@@ -1,0 +1,215 @@
+"""Generator adaptation benchmarks.
+
+``speed``: training steps/s and peak memory of stage 1 and stage 2 for built-in bases, through the real
+training loop (random crops of synthetic images, checkpointing off the clock). Each (base, stage) runs in
+its own process so its peak RSS is its own; on CUDA the peak allocated GPU memory is reported too.
+
+``demo``: the ``small``-scale demonstration on world data: adapt on ``real``-style target images with
+their labels (pseudo-labels, or ground truth as a stand-in), render ``sim`` label maps, save a grid, and,
+given a segmenter trained on ``real`` images, score how well it recovers the conditioning labels from the
+generated images versus from the ``sim`` images themselves (mIoU, percent).
+
+    python benchmarks/adaptation.py speed --bases tiny,small --steps 20 --threads 1
+    python benchmarks/adaptation.py demo --real data/real --sim data/sim --labels data/pseudo \
+        --out runs/demo-adapt --segmenter runs/seg-real --n 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# the recommended ``small`` CPU settings (docs/adaptation.md); --config replaces them
+SMALL = {
+    "base": "small",
+    "stage1": {"steps": 300, "batch_size": 8, "lr": 1e-3, "warmup": 20, "checkpoint_every": 100},
+    "stage2": {"steps": 300, "batch_size": 8, "lr": 1e-3, "warmup": 20, "checkpoint_every": 100},
+}
+
+
+def speed_one(base: str, stage: int, steps: int, batch: int, device: str, threads: int | None) -> dict:
+    """Time ``steps`` training steps of one stage (after 2 warm-up steps) in this process."""
+    import torch
+
+    from urbangen.diffusion import stage1, stage2
+    from urbangen.diffusion.build import base_modules, default_resolution
+    from urbangen.diffusion.config import AdaptConfig
+    from urbangen.diffusion.data import Item, TargetSet
+    from urbangen.diffusion.train import StageRun, run
+
+    if threads:
+        torch.set_num_threads(threads)
+    work = Path(tempfile.mkdtemp())
+    cfg = AdaptConfig.model_validate(
+        {"base": base, "target": {"root": str(work)}, "device": device, "stage1": {"batch_size": batch},
+         "stage2": {"batch_size": batch}}
+    )  # fmt: skip
+    modules = base_modules(base, cfg.domains, 0)
+    resolution = default_resolution(base, modules)
+    rng = np.random.default_rng(0)
+    h, w = resolution[0] * 2, resolution[1] * 2
+    items = [
+        Item(
+            f"s{i}",
+            rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+            rng.integers(0, 19, (h, w)).astype(np.uint8),
+            None,
+            0,
+        )
+        for i in range(8)
+    ]
+    data = TargetSet(items, resolution, cfg, {})
+    if stage == 1:
+        model, cond_fn, train_cfg = stage1.prepare(modules, cfg.stage1), (lambda batch, gen: None), cfg.stage1
+    else:
+        model, cond_fn, train_cfg = stage2.prepare(modules, cfg.stage2, 1), stage2.make_cond_fn(cfg.stage2), cfg.stage2
+    ckpt = work / "ckpt"
+    run(StageRun(stage, model, modules, train_cfg.model_copy(update={"steps": 2}), cond_fn, "bench"), data, cfg, ckpt)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    summary = run(
+        StageRun(stage, model, modules, train_cfg.model_copy(update={"steps": 2 + steps}), cond_fn, "bench"),
+        data,
+        cfg,
+        ckpt,
+    )
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    out = {
+        "base": base, "stage": stage, "resolution": list(resolution), "batch": batch, "device": device,
+        "threads": torch.get_num_threads(), "trainable_params_m": round(params / 1e6, 3),
+        "steps_per_s": round(summary["steps_per_s"], 3), "images_per_s": round(summary["steps_per_s"] * batch, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }  # fmt: skip
+    if device.startswith("cuda"):
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
+def speed(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for base in args.bases.split(","):
+        for stage in (1, 2):
+            cmd = [sys.executable, __file__, "_one", base, str(stage), str(args.steps), str(args.batch), args.device]
+            cmd += [str(args.threads or 0)]
+            result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def demo(args: argparse.Namespace) -> dict:
+    """Adapt, sample the sim label maps, save the grid, score agreement with a real-trained segmenter."""
+    import torch
+
+    from urbangen.config import load_yaml, validate
+    from urbangen.datasets import open_dataset
+    from urbangen.diffusion.adapt import adapt
+    from urbangen.diffusion.config import AdaptConfig
+    from urbangen.diffusion.sampler import Generator, sample_folder
+    from urbangen.io import read_label, read_rgb, write_png
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    overrides = {"target": {"format": "cityscapes", "root": str(args.real), "split": "train"}}
+    overrides.update(labels_dir=str(args.labels), out=str(out / "adapt"))
+    data = load_yaml(args.config) if args.config else dict(SMALL)
+    cfg = validate(AdaptConfig, {**data, **overrides}, str(args.config or "SMALL"))
+    timings = {}
+    start = time.perf_counter()
+    adapt(cfg, on_log=lambda d: print(d, flush=True) if d["step"] % 100 == 0 else None)
+    timings["adapt_s"] = round(time.perf_counter() - start, 1)
+    sim = open_dataset("cityscapes", args.sim)
+    samples = sim.index("train").samples[: args.n]
+    labels_dir = out / "sim_labels"
+    for s in samples:
+        if not (labels_dir / f"{s.id}.png").is_file():
+            write_png(labels_dir / f"{s.id}.png", sim.load_train_ids(s))
+    generator = Generator.from_pretrained(out / "adapt" / "stage2")
+    start = time.perf_counter()
+    counts = sample_folder(generator, labels_dir, out / "samples", steps=args.steps, batch_size=8, scheduler="ddim")
+    timings["sample_s"] = round(time.perf_counter() - start, 1)
+    result = {"n": len(samples), "steps": args.steps, "timings": timings, "counts": counts, "config": str(args.config)}
+    ids = [s.id for s in samples]
+    labels = [read_label(labels_dir / f"{i}.png") for i in ids]
+    generated = [read_rgb(out / "samples" / f"{i}.png") for i in ids]
+    sims = [read_rgb(s.image) for s in samples]
+    if args.grid:
+        save_grid(Path(args.grid), labels[:6], sims[:6], generated[:6], args.real)
+    if args.segmenter:
+        from urbangen.segment.evaluate import ConfusionMatrix
+        from urbangen.segment.predict import Predictor
+
+        predictor = Predictor.from_pretrained(args.segmenter)
+        for name, images in (("generated", generated), ("sim", sims)):
+            cm = ConfusionMatrix(19)
+            preds, _ = predictor.predict(np.stack(images), batch_size=8)
+            for pred, label in zip(preds, labels, strict=True):
+                cm.update(pred, label)
+            scores = cm.result(generator.taxonomy, None, len(images))
+            result[f"miou_{name}"] = scores["mIoU"]
+        print(f"segmenter agreement mIoU: generated {result['miou_generated']} vs sim {result['miou_sim']}")
+    (out / "demo.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def save_grid(path: Path, labels, sims, generated, real_root) -> None:
+    """Rows: label map | sim render | generated | a real target image (for the look)."""
+    from PIL import Image
+
+    from urbangen.datasets import open_dataset
+    from urbangen.io import read_rgb
+    from urbangen.labels import cityscapes19
+
+    reals = [read_rgb(s.image) for s in open_dataset("cityscapes", real_root).index("train").samples[: len(labels)]]
+    rows = []
+    for label, sim, gen, real in zip(labels, sims, generated, reals, strict=True):
+        size = (label.shape[1], label.shape[0])
+        real = np.asarray(Image.fromarray(real).resize(size, Image.Resampling.BILINEAR))
+        rows.append(np.concatenate([cityscapes19().colorize(label), sim, gen, real], axis=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        base, stage, steps, batch, device, threads = sys.argv[2:8]
+        print(json.dumps(speed_one(base, int(stage), int(steps), int(batch), device, int(threads) or None)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("speed", help="training steps/s and peak memory")
+    p.add_argument("--bases", default="tiny,small")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", type=Path)
+    p = sub.add_parser("demo", help="small-scale adaptation on world data")
+    p.add_argument("--real", type=Path, required=True, help="real-style world dataset root (train split)")
+    p.add_argument("--sim", type=Path, required=True, help="sim world dataset root (train split)")
+    p.add_argument("--labels", type=Path, required=True, help="labels for the real train images (<id>.png)")
+    p.add_argument("--config", type=Path, help="adapt YAML (target/labels_dir/out are set here); default SMALL")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--segmenter", type=Path, help="a segmenter folder trained on real images")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--grid", type=Path)
+    p.add_argument("--threads", type=int)
+    args = parser.parse_args()
+    result = speed(args) if args.command == "speed" else demo(args)
+    if getattr(args, "json", None):
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
