@@ -108,3 +108,20 @@ def test_cli_train(toy_root, tmp_path):
     path.write_text(yaml.safe_dump({**config, "iteratons": 3}))
     bad = runner.invoke(main, ["train", "--config", str(path), "--out", str(tmp_path / "run2")])
     assert bad.exit_code == 2 and "iteratons: unknown field" in bad.output
+
+
+def test_torchrun_two_processes_on_cpu(toy_root, tmp_path):
+    """The same command under torchrun (gloo on CPU): DDP, rank-0 checkpoint and model folder."""
+    import subprocess
+    import sys
+
+    config = _cfg(toy_root, iterations=4, checkpoint_every=4).model_dump(mode="json")
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command += ["-m", "urbangen.cli", "train", "--config", str(path), "--out", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert state["step"] == 4
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
