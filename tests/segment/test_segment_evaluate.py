@@ -183,3 +183,35 @@ def test_cli_evaluate_json_contract(tmp_path):
     (pred_dir / "c_1_0.png").unlink()
     bad = runner.invoke(main, ["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--json"])
     assert bad.exit_code == 2 and "no prediction" in bad.output
+
+
+def test_evaluate_against_a_dataset_label_only_cityscapes(cityscapes_root, tmp_path):
+    """--gt-format reads labelIds through the reader (val has no images: labels alone are enough)."""
+    mapping = cityscapes_label_ids()
+    files = sorted((cityscapes_root / "gtFine" / "val").glob("*/*_gtFine_labelIds.png"))
+    for path in files:
+        write_png(tmp_path / "pred" / path.name.replace("_gtFine_labelIds", ""), mapping.apply(read_label(path)))
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--gt-format", "cityscapes", "--gt-root"]
+    out = CliRunner().invoke(main, [*args, str(cityscapes_root), "--gt-split", "val", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["n_images"] == len(files) and result["mIoU"] == 100.0 and "per_condition" not in result
+
+
+def test_per_condition_figures_for_acdc(tmp_path):
+    rng = np.random.default_rng(0)
+    gt_label_ids = np.array([[7, 8, 11, 26]] * 4, np.uint8)  # road, sidewalk, building, car
+    for condition, wrong in (("fog", 0), ("night", 2)):
+        name = f"GOPR0{condition}_frame_000001"
+        write_png(tmp_path / "acdc" / "gt" / condition / "val" / "GOPR0" / f"{name}_gt_labelIds.png", gt_label_ids)
+        image = rng.integers(0, 255, (4, 4, 3)).astype(np.uint8)
+        write_png(tmp_path / "acdc" / "rgb_anon" / condition / "val" / "GOPR0" / f"{name}_rgb_anon.png", image)
+        pred = cityscapes_label_ids().apply(gt_label_ids)
+        pred[:, :wrong] = 13  # night: road and sidewalk predicted as car
+        write_png(tmp_path / "pred" / f"{name}.png", pred)
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--gt-format", "acdc", "--gt-root", str(tmp_path / "acdc")]
+    out = CliRunner().invoke(main, [*args, "--gt-split", "val", "--json"])
+    assert out.exit_code == 0, out.output
+    per_condition = json.loads(out.stdout)["per_condition"]
+    assert per_condition["fog"]["mIoU"] == 100.0 and per_condition["fog"]["n_images"] == 1
+    assert per_condition["night"]["mIoU"] == pytest.approx((0 + 0 + 100 + 100 / 3) / 4)

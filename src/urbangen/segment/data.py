@@ -77,13 +77,14 @@ class OpenSource:
         return image, label
 
 
-def open_source(source: DataSource, need_labels: bool = True) -> OpenSource:
-    """Index ``source``; with ``need_labels`` every sample must have a label (own or in ``labels_dir``)."""
+def open_source(source: DataSource, need_labels: bool = True, need_images: bool = True) -> OpenSource:
+    """Index ``source``; with ``need_labels`` every sample must have a label (own or in ``labels_dir``);
+    with ``need_images`` only samples with an image are kept (label-only datasets serve evaluation)."""
     reader = open_dataset(source.format, source.root, mapping_file=source.mapping_file)
     index = reader.index(source.split)
-    samples = tuple(s for s in index.samples if s.image is not None)
+    samples = tuple(s for s in index.samples if s.image is not None or not need_images)
     if not samples:
-        raise UrbangenError(f"no images found in {source.describe()}")
+        raise UrbangenError(f"no {'images' if need_images else 'samples'} found in {source.describe()}")
     if need_labels:
         if source.labels_dir is not None:
             missing = [s.id for s in samples if not (Path(source.labels_dir) / f"{s.id}.png").is_file()]

@@ -223,7 +223,7 @@ def evaluate_source(pred_dir: str | Path, source: Any, classes: Sequence[int] | 
     trainIds by its reader; samples carrying ``meta["condition"]`` (ACDC) also get per-condition figures."""
     from urbangen.segment.data import open_source
 
-    opened = open_source(source)
+    opened = open_source(source, need_images=False)
     preds = _pngs(Path(pred_dir), "prediction")
     missing = [s.id for s in opened.samples if s.id not in preds]
     if missing:
