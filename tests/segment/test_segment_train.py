@@ -112,6 +112,8 @@ def test_cli_train(toy_root, tmp_path):
 
 def test_torchrun_two_processes_on_cpu(toy_root, tmp_path):
     """The same command under torchrun (gloo on CPU): DDP, rank-0 checkpoint and model folder."""
+    import os
+    import signal
     import subprocess
     import sys
 
@@ -120,8 +122,15 @@ def test_torchrun_two_processes_on_cpu(toy_root, tmp_path):
     path.write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     command += ["-m", "urbangen.cli", "train", "--config", str(path), "--out", str(tmp_path / "run")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    pipe = subprocess.PIPE
+    process = subprocess.Popen(command, stdout=pipe, stderr=pipe, text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # torchrun and its workers, not just the launcher
+        process.communicate()
+        raise
+    assert process.returncode == 0, stderr[-2000:]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
     assert state["step"] == 4
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
