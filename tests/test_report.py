@@ -39,4 +39,4 @@ def test_report_inlines_images_and_shows_differences(tmp_path):
     assert "+11.5" in page  # difference to source-only
     assert page.count("data:image/png;base64,") == 3  # chart + two example images, nothing linked
     assert "MCOC 0.81" in page and "11.5" in page and "world_000000_000019" in page
-    assert "src=\"http" not in page and "<link" not in page
+    assert 'src="http' not in page and "<link" not in page

@@ -111,10 +111,59 @@ SMOKE = {
     "generate": {"candidates": 2, "steps": 2, "batch_size": 4, "mcoc": {"threshold": 0.0}},
 }
 
+# tiny SegFormer, measured in docs/BENCHMARKS.md "Segmentation baselines" (~2 min per model on 2 idle cores)
+DEMO_SEGMENT = {
+    "model": "tiny",
+    "iterations": 1200,
+    "batch_size": 8,
+    "crop_size": (64, 128),
+    "scale_range": (0.75, 1.5),
+    "lr": 3e-3,
+    "warmup_iters": 60,
+    "head_lr_mult": 1.0,
+    "num_workers": 1,
+    "log_every": 50,
+    "checkpoint_every": 400,
+}
+
+DEMO = {
+    "size": (128, 256),
+    **_world(300, 300, 100),
+    "generate_shards": 2,
+    "segment": DEMO_SEGMENT,
+    "pseudo_label": {"threshold": 0.9, "mode": "classwise", "percentile": 50.0},
+    "adapt": {
+        "base": "small",
+        "stage1": {"steps": 600, "batch_size": 8, "lr": 3e-4},
+        "stage2": {"steps": 600, "batch_size": 8, "lr": 3e-4},
+    },
+    "generate": {"candidates": 2, "steps": 20, "batch_size": 16},
+}
+
 SCALES: dict[str, dict[str, Any]] = {
     "smoke": SMOKE,
-    "demo": {"size": (128, 256), **_world(300, 300, 100), "generate_shards": 2},
-    "full": {"size": (256, 512), **_world(2000, 2000, 500), "generate_shards": 8, "train_seeds": [0, 1, 2]},
+    "demo": DEMO,
+    "full": {
+        **DEMO,
+        "size": (256, 512),
+        **_world(2000, 2000, 500),
+        "generate_shards": 8,
+        "train_seeds": [0, 1, 2],
+        "segment": {**DEMO_SEGMENT, "model": "b0", "iterations": 20000, "crop_size": (256, 512)},
+        "adapt": {
+            "base": "base",
+            "device": "cuda",
+            "mixed_precision": "bf16",
+            "stage1": {"steps": 20000},
+            "stage2": {"steps": 20000},
+        },
+        "generate": {
+            "candidates": 4,
+            "steps": 20,
+            "batch_size": 32,
+            "engine": {"kind": "fast", "device": "cuda", "dtype": "bfloat16"},
+        },
+    },
 }
 
 
