@@ -86,7 +86,7 @@ def build_pipeline(cfg: PipelineConfig):
         description="Adapt a diffusion model to a target domain, generate and "
         "filter training data, and evaluate segmenters on the real target.",
     )
-    def urbangen(config: dict = cfg.model_dump(mode="json")) -> Outputs:
+    def urbangen(config: dict = cfg.parameter()) -> Outputs:
         run = step(c.start_tracking(config=config), "start_tracking")
         run_id = run.outputs["Output"]
         data = {}

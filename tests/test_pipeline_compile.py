@@ -146,3 +146,14 @@ def test_submit_uploads_a_version_and_starts_a_run(monkeypatch):
     run = _RecordingClient.calls[-1][1]
     assert run["pipeline_id"] == "pipe-1" and run["version_id"] == "ver-2" and run["experiment_id"] == "exp-3"
     assert run["params"]["config"]["scale"] == "smoke"
+
+
+def test_a_dataset_target_compiles_and_round_trips(tmp_path):
+    from urbangen.demo import demo_config
+    from urbangen.pipeline_config import PipelineConfig
+
+    cfg = demo_config("smoke", target_root=tmp_path)
+    assert cfg.target.kind == "dataset" and cfg.target.limit is None
+    assert "limit" not in cfg.parameter()["target"]  # KFP refuses null parameter values
+    assert PipelineConfig.model_validate(cfg.parameter()).parameter() == cfg.parameter()
+    compile_pipeline(cfg, tmp_path / "p.yaml")

@@ -52,7 +52,7 @@ def run_local(cfg: PipelineConfig, workspace: str | Path) -> dict[str, Path]:
     os.environ.update(local_environment(workspace))  # tasks are subprocesses: they inherit this
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace / "kfp"), raise_on_error=True)
     try:
-        task = build_pipeline(cfg)(config=cfg.model_dump(mode="json"))
+        task = build_pipeline(cfg)(config=cfg.parameter())
     except RuntimeError as exc:
         raise UrbangenError(f"local pipeline run failed: {exc} (task logs above; workspace {workspace})") from exc
     return {name: Path(artifact.path) for name, artifact in task.outputs.items()}
@@ -82,7 +82,7 @@ def submit(cfg: PipelineConfig, host: str, experiment: str | None = None, namesp
         job_name=version,
         pipeline_id=pipeline_id,
         version_id=version_id,
-        params={"config": cfg.model_dump(mode="json")},
+        params={"config": cfg.parameter()},
     )
     return run.run_id
 

@@ -60,6 +60,8 @@ class ResourceConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
+    """One pipeline run. :meth:`parameter` is the form it travels in as the KFP ``config`` parameter."""
+
     name: str = "urbangen"
     scale: Literal["smoke", "demo", "full", "custom"] = "custom"
     seed: int = 0
@@ -80,6 +82,10 @@ class PipelineConfig(StrictModel):
     train_seeds: list[int] = Field(default_factory=lambda: [0])
     dataset_store: bool = True
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
+
+    def parameter(self) -> dict[str, Any]:
+        """The config as a KFP parameter value (JSON; KFP refuses nulls, and unset optionals default again)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 def _world(n_source: int, n_target: int, n_val: int) -> dict[str, Any]:
