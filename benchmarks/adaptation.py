@@ -30,8 +30,8 @@ import numpy as np
 # the recommended ``small`` CPU settings (docs/adaptation.md); --config replaces them
 SMALL = {
     "base": "small",
-    "stage1": {"steps": 300, "batch_size": 8, "lr": 1e-3, "warmup": 20, "checkpoint_every": 100},
-    "stage2": {"steps": 300, "batch_size": 8, "lr": 1e-3, "warmup": 20, "checkpoint_every": 100},
+    "stage1": {"steps": 200, "batch_size": 8, "lr": 2e-3, "warmup": 20, "checkpoint_every": 100},
+    "stage2": {"steps": 1400, "batch_size": 8, "lr": 2e-3, "warmup": 20, "checkpoint_every": 100, "erosion": 1},
 }
 
 

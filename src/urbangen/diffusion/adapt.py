@@ -113,7 +113,14 @@ def _stage1(cfg: AdaptConfig, out: Path, on_log: LogFn | None) -> Path:
     folder, fp = out / "stage1", fingerprint(cfg, 1)
     if _done(folder, fp, cfg.stage1.steps):
         return folder
-    modules = base_modules(cfg.base, cfg.domains, cfg.seed, cfg.device, cfg.prediction_type)
+    modules = base_modules(
+        cfg.base,
+        cfg.domains,
+        cfg.seed,
+        cfg.device,
+        prediction=cfg.prediction_type,
+        block_out_channels=cfg.block_out_channels,
+    )
     resolution = tuple(cfg.resolution or default_resolution(cfg.base, modules))
     _check_resolution(resolution, modules)
     data = TargetSet.load(cfg, resolution, labels=False, depth=False)

@@ -8,6 +8,7 @@ optional ``AutoencoderKL`` (latent space), a DDPM training scheduler, and in sta
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ def scratch_spec(name: str) -> ScratchSpec:
     if name == "tiny":
         return ScratchSpec((32, 64), (8, 16), (False, False), 1, 4, 16, 4)
     if name == "small":
-        return ScratchSpec((64, 128), (64, 128, 128), (False, False, False), 1, 16, 64, 4, patch=4, prediction="sample")
+        return ScratchSpec((64, 128), (48, 96, 96), (False, False, False), 1, 16, 64, 4, patch=4, prediction="sample")
     if name == "base":
         return ScratchSpec((256, 512), (128, 256, 256, 512), (False, False, True, True), 2, 32, 256, 8, patch=2)
     raise UrbangenError(f"unknown built-in base {name!r}; expected tiny, small, base or a Stable Diffusion folder")
@@ -102,9 +103,15 @@ class Modules:
         return self.vae.decode(latents.to(self.vae.dtype)).sample
 
 
-def scratch_modules(name: str, domains: tuple[str, ...], seed: int, prediction_type: str | None = None) -> Modules:
-    """Seeded, randomly initialised pixel-space modules for a built-in base (``prediction_type`` overrides)."""
-    spec = scratch_spec(name)
+def scratch_modules(name: str, domains: tuple[str, ...], seed: int, **overrides) -> Modules:
+    """Seeded, randomly initialised pixel-space modules for a built-in base.
+
+    ``overrides`` replace :class:`ScratchSpec` fields (``prediction``, ``block_out_channels``; a different
+    number of levels than the base has means no attention outside the mid block).
+    """
+    spec = dataclasses.replace(scratch_spec(name), **{k: v for k, v in overrides.items() if v is not None})
+    if len(spec.attention) != len(spec.block_out_channels):
+        spec = dataclasses.replace(spec, attention=(False,) * len(spec.block_out_channels))
     torch.manual_seed(seed)
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.attention)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.attention))
@@ -124,7 +131,7 @@ def scratch_modules(name: str, domains: tuple[str, ...], seed: int, prediction_t
     scheduler = DDPMScheduler(
         num_train_timesteps=1000,
         beta_schedule="squaredcos_cap_v2",
-        prediction_type=prediction_type or spec.prediction,
+        prediction_type=spec.prediction,
         clip_sample=False,
         timestep_spacing="trailing",
     )
@@ -177,14 +184,14 @@ def sd_modules(path: Path, domains: dict[str, str], device: str = "cpu") -> Modu
     return Modules(unet, scheduler, torch.nn.Parameter(embedding, requires_grad=False), tuple(domains), vae=vae)
 
 
-def base_modules(
-    base: str, domains: dict[str, str], seed: int, device: str = "cpu", prediction_type: str | None = None
-) -> Modules:
-    """The modules of ``base``: a built-in name or a Stable Diffusion folder (whose scheduler decides)."""
+def base_modules(base: str, domains: dict[str, str], seed: int, device: str = "cpu", **overrides) -> Modules:
+    """The modules of ``base``: a built-in name (``overrides`` as in :func:`scratch_modules`) or a folder."""
     if base in ("tiny", "small", "base"):
-        return scratch_modules(base, tuple(domains), seed, prediction_type)
-    if prediction_type is not None:
-        raise UrbangenError("prediction_type can only be chosen for built-in bases (a folder's scheduler decides)")
+        return scratch_modules(base, tuple(domains), seed, **overrides)
+    if any(v is not None for v in overrides.values()):
+        raise UrbangenError(
+            "prediction_type and block_out_channels apply to built-in bases only (a folder defines its model)"
+        )
     return sd_modules(Path(base).expanduser(), domains, device)
 
 

@@ -73,6 +73,9 @@ class AdaptConfig(StrictModel):
     prediction_type: Literal["epsilon", "v_prediction", "sample"] | None = Field(
         default=None, description="override the built-in base's target (small: sample, tiny/base: v_prediction)"
     )
+    block_out_channels: tuple[int, ...] | None = Field(
+        default=None, description="override the built-in base's UNet widths (one per level)"
+    )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
     crop_scale: tuple[float, float] = Field(default=(0.6, 1.0), description="random crop size range (fraction)")
     hflip: bool = True
