@@ -138,10 +138,12 @@ DEMO = {
     "generate_shards": 2,
     "segment": DEMO_SEGMENT,
     "pseudo_label": {"threshold": 0.9, "mode": "classwise", "percentile": 50.0},
+    # small pixel-space generator, one torch thread (more threads beside other work spin-wait on 2 cores)
     "adapt": {
         "base": "small",
-        "stage1": {"steps": 600, "batch_size": 8, "lr": 3e-4},
-        "stage2": {"steps": 600, "batch_size": 8, "lr": 3e-4},
+        "threads": 1,
+        "stage1": {"steps": 150, "batch_size": 8, "lr": 2e-3, "warmup": 20, "checkpoint_every": 50},
+        "stage2": {"steps": 1000, "batch_size": 8, "lr": 4e-3, "warmup": 20, "checkpoint_every": 100, "erosion": 1},
     },
     "generate": {"candidates": 2, "steps": 20, "batch_size": 16},
 }
