@@ -114,3 +114,16 @@ def test_adapt_and_sample_commands(target, tmp_path):
     assert result.exit_code == 2 and "missing urbangen.json" in result.output
     result = runner.invoke(main, ["adapt", "--config", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2 and "config file not found" in result.output
+
+
+@pytest.mark.gpu
+def test_gpu_mixed_precision_adapt_and_bf16_sampling(target, tmp_path):
+    from urbangen.diffusion.adapt import adapt
+
+    cfg = tiny_config(*target, tmp_path, device="cuda", mixed_precision="bf16", gradient_checkpointing=True)
+    folders = adapt(cfg)
+    gen = Generator.from_pretrained(folders["stage2"], device="cuda", dtype=torch.bfloat16)
+    labels = np.stack([scene(i)[1] for i in range(2)])
+    images = gen.generate(labels, [1, 2], steps=2)
+    reference = Generator.from_pretrained(folders["stage2"]).generate(labels, [1, 2], steps=2)
+    assert images.shape == reference.shape and np.abs(images.astype(int) - reference).mean() < 8
