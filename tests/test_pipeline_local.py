@@ -11,6 +11,9 @@ from click.testing import CliRunner
 
 from urbangen.cli import main
 
+# ~22 tasks, each a fresh Python that imports torch, transformers and MLflow: minutes, more on a busy machine
+pytestmark = pytest.mark.timeout(2400)
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
