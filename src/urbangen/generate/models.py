@@ -8,7 +8,6 @@ protocols, and the real models (``urbangen.diffusion.sampler.Generator``, the fa
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,24 +40,16 @@ class SegmenterLike(Protocol):
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def folder_digest(folder: str | Path) -> str:
-    """sha256 over the relative names and contents of every file in ``folder`` (sorted)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UrbangenError(f"model folder not found: {folder}")
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def model_digest(model: Any, folder: str | Path | None) -> str | None:
     """The model's own digest when it has one, else the digest of its folder (None without either)."""
     own = getattr(model, "digest", None)
     if isinstance(own, str) and own:
         return own
-    return folder_digest(folder) if folder is not None else None
+    if folder is None:
+        return None
+    from urbangen.storage import digest_of, scan_dir
+
+    return digest_of(scan_dir(folder))  # the same content digest the dataset store and MLflow inputs use
 
 
 def load_generator(cfg: GenerateConfig) -> GeneratorLike:
