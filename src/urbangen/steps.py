@@ -261,7 +261,7 @@ def evaluate(
             run.log_artifact(chart, "charts")
         run.log_metrics({"mIoU": summary["mIoU"], "pixel_accuracy": summary["pixel_accuracy"]})
         run.log_metrics({f"iou/{k}": v for k, v in summary["per_class"].items() if v is not None})
-        tracker(cfg).run(parent_run_id).log_metric(f"mIoU/{method}", summary["mIoU"])
+        run.tracker.run(parent_run_id).log_metric(f"mIoU/{method}", summary["mIoU"])
     return summary
 
 
