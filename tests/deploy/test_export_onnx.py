@@ -97,6 +97,21 @@ def test_latent_generator_exports_vae_decoder(tmp_path: Path):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
+def test_concat_control_generator_exports_with_parity(tmp_path: Path):
+    from urbangen.export.bundle import export_generator
+    from urbangen.export.runtime import RuntimeConfig, load_runtime
+
+    source = random_generator(tmp_path / "concat", seed=4, depth=True, control="concat")
+    records = export_generator(source, tmp_path / "bundle", "onnx")
+    assert records["onnx"]["graphs"]["denoise"]["max_abs_diff"] <= 1e-4
+    labels, depth = labels_and_depth(2, 32, 64, seed=2)
+    a = load_runtime(tmp_path / "bundle").generate(labels, [5, 6], depth=depth, steps=2)
+    b = load_runtime(tmp_path / "bundle", RuntimeConfig(backend="onnxruntime")).generate(
+        labels, [5, 6], depth=depth, steps=2
+    )
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
 def test_export_resumes_and_refuses_foreign_graphs(tiny_bundle: Path, tmp_path: Path):
     from urbangen.export.bundle import export_generator
     from urbangen.export.runtime import RuntimeConfig, load_runtime

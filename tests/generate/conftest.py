@@ -10,11 +10,12 @@ import pytest
 from urbangen.io import write_png
 
 
-def build_tiny_generator(folder: Path, seed: int = 0, guidance: float = 2.0) -> Path:
-    """A real diffusers generator folder (tiny pixel-space UNet + ControlNet, random weights).
+def build_tiny_generator(folder: Path, seed: int = 0, guidance: float = 2.0, control: str = "controlnet") -> Path:
+    """A real diffusers generator folder (tiny pixel-space UNet + a ControlNet or concat control, random weights).
 
-    A fresh ControlNet's output convolutions are zero, so it would ignore its condition: they are given
-    small random weights so that images depend on the label map, as after training.
+    A fresh control branch ignores its condition (a ControlNet's output convolutions and the concat model's
+    new input weights start at zero): they are given small random weights so that images depend on the
+    label map, as after training.
     """
     import torch
 
@@ -25,18 +26,19 @@ def build_tiny_generator(folder: Path, seed: int = 0, guidance: float = 2.0) -> 
 
     modules = scratch_modules("tiny", ("target",), seed)
     spec = ConditionSpec(num_classes=19)
-    modules.control = make_control(modules, "controlnet", spec.channels, seed + 1)
+    modules.control = make_control(modules, control, spec.channels, seed + 1)
     gen = torch.Generator().manual_seed(seed + 2)
     with torch.no_grad():
         for param in modules.control.parameters():
-            if not param.abs().sum():
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.2)
+            zero = param == 0
+            if zero.all() or (control == "concat" and zero.any()):
+                param.copy_(torch.where(zero, torch.randn(param.shape, generator=gen) * 0.2, param))
     meta = {
         "stage": 2,
         "taxonomy": cityscapes19().to_dict(),
         "domains": ["target"],
         "conditioning": spec.to_dict(),
-        "control": "controlnet",
+        "control": control,
         "resolution": [16, 32],
         "sampling": {"guidance": guidance},
     }

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import blocks_label, write_label_folder
+from conftest import blocks_label, build_tiny_generator, write_label_folder
 
 from urbangen.cli import main
 from urbangen.datasets.writer import read_manifest
@@ -62,13 +62,16 @@ def invoke(*args: str) -> str:
     return result.output
 
 
-def test_engine_matches_reference_sampler(tmp_path, tiny_generator):
+@pytest.mark.parametrize("control", ["controlnet", "concat"])
+def test_engine_matches_reference_sampler(tmp_path, tiny_generator, control):
     import torch
 
     from urbangen.diffusion.sampler import Generator
     from urbangen.generate.engine import FastGenerator
     from urbangen.generate.models import load_generator
 
+    if control != "controlnet":
+        tiny_generator = build_tiny_generator(tmp_path / control, control=control)
     labels = np.stack([blocks_label(i) for i in range(2)])
     reference = Generator.from_pretrained(tiny_generator)
     cond = reference.condition(labels[:, ::2, ::2])

@@ -3,7 +3,7 @@
 Layout of a stage folder::
 
     unet/                      UNet2DConditionModel (config.json + safetensors)
-    controlnet/                ControlNetModel or UNetControlNetXSModel (stage 2 only)
+    controlnet/                ControlNetModel, UNetControlNetXSModel or ConcatControlModel (stage 2 only)
     vae/                       AutoencoderKL (latent-space generators only)
     scheduler/                 the DDPM training scheduler config (samplers derive theirs from it)
     domain_embedding.safetensors   "embedding": (num_domains, tokens, dim) cross-attention input
@@ -116,6 +116,8 @@ def load_generator(folder: Path, verify: bool = True) -> tuple[Modules, dict[str
     from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel, UNetControlNetXSModel
     from safetensors import safe_open
 
+    from urbangen.diffusion.concat import ConcatControlModel
+
     folder = Path(folder)
     meta = read_meta(folder)
     try:
@@ -125,7 +127,9 @@ def load_generator(folder: Path, verify: bool = True) -> tuple[Modules, dict[str
         control = None
         if (folder / "controlnet").is_dir():
             kind = json.loads((folder / "controlnet" / "config.json").read_text()).get("_class_name")
-            cls = UNetControlNetXSModel if kind == "UNetControlNetXSModel" else ControlNetModel
+            cls = {"UNetControlNetXSModel": UNetControlNetXSModel, "ConcatControlModel": ConcatControlModel}.get(
+                kind, ControlNetModel
+            )
             control = cls.from_pretrained(folder / "controlnet")
         with safe_open(folder / "domain_embedding.safetensors", framework="pt") as handle:
             embedding = handle.get_tensor("embedding")

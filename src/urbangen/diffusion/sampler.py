@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from urbangen.diffusion.artefacts import load_generator
-from urbangen.diffusion.build import Modules
+from urbangen.diffusion.build import Modules, fused_control
 from urbangen.diffusion.conditioning import ConditionSpec, condition_tensor
 from urbangen.errors import UrbangenError
 from urbangen.labels import Taxonomy
@@ -160,7 +160,7 @@ class Generator:
         control = self.modules.control
         if control is None or cond is None:
             out = self.modules.unet(x, t, states).sample
-        elif hasattr(control, "controlnet_cond_embedding") and hasattr(control, "base_conv_in"):  # ControlNet-XS
+        elif fused_control(control):  # ControlNet-XS, concat
             out = control(x, t, states, controlnet_cond=cond).sample
         else:
             down, mid = control(x, t, states, controlnet_cond=cond, return_dict=False)

@@ -1,6 +1,7 @@
 """Stage 2, semantic control: train a control branch on (target image, pseudo-label) pairs.
 
-The stage-1 denoiser is frozen. The branch (ControlNet copied from the UNet, or ControlNet-XS fused with it)
+The stage-1 denoiser is frozen. The branch (ControlNet copied from the UNet, ControlNet-XS fused with it, or
+``concat``: a copy of the denoiser that reads the condition as extra input channels and is fine-tuned whole)
 reads the control tensor of :mod:`urbangen.diffusion.conditioning`: labels are eroded by the data loader,
 the condition of a fraction ``cond_dropout`` of the batch is zeroed so sampling can use classifier-free
 guidance, and a depth channel is added when ``depth`` is on.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from urbangen.diffusion.build import Modules, make_control
+from urbangen.diffusion.build import Modules, fused_control, make_control
 from urbangen.diffusion.conditioning import ConditionSpec, condition_tensor, drop_condition
 from urbangen.diffusion.config import Stage2Config
 
@@ -23,7 +24,7 @@ class Stage2Model(torch.nn.Module):
         self.control = modules.control
         self.unet = modules.unet
         self.register_buffer("domain_embedding", modules.domain_embedding.detach(), persistent=False)
-        self.fused = type(modules.control).__name__ == "UNetControlNetXSModel"
+        self.fused = fused_control(modules.control)
 
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, domain: torch.Tensor, cond: torch.Tensor):
         states = self.domain_embedding[domain]
@@ -49,7 +50,8 @@ def prepare(modules: Modules, cfg: Stage2Config, seed: int, gradient_checkpointi
         modules.control.requires_grad_(True)
     if gradient_checkpointing:
         modules.control.enable_gradient_checkpointing()
-        modules.unet.enable_gradient_checkpointing()
+        if cfg.control == "controlnet":
+            modules.unet.enable_gradient_checkpointing()
     return Stage2Model(modules)
 
 

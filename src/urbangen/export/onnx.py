@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from urbangen.diffusion.build import fused_control
 from urbangen.errors import UrbangenError
 from urbangen.io import atomic_path, sha256_file
 
@@ -41,7 +42,7 @@ class DenoiseStep(torch.nn.Module):
         super().__init__()
         self.unet = generator.unet
         self.control = generator.controlnet
-        self.xs = self.control is not None and hasattr(self.control, "base_conv_in")  # ControlNet-XS
+        self.xs = fused_control(self.control)  # ControlNet-XS or concat: one call runs the denoiser
         self.register_buffer("embedding", generator.domain_embedding.detach().float().clone())
 
     def forward(

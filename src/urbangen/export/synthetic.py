@@ -20,9 +20,11 @@ def random_generator(
     seed: int = 0,
     perturb: float = 0.05,
     patch: int | None = None,
+    control: str = "controlnet",
 ) -> Path:
     """Write a generator folder (the layout ``adapt`` writes) to ``out`` and return it. ``patch`` overrides the
-    base's pixel-space patch size (pixels per side folded into channels); ``latent`` replaces it by a VAE."""
+    base's pixel-space patch size (pixels per side folded into channels); ``latent`` replaces it by a VAE;
+    ``control`` is the stage-2 control kind (``controlnet``, ``concat``)."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -56,7 +58,7 @@ def random_generator(
         config.update(in_channels=4, out_channels=4, sample_size=resolution[0] // modules.factor)
         modules.unet = UNet2DConditionModel.from_config(config)
     spec = ConditionSpec(cityscapes19().num_classes, depth=depth)
-    modules.control = make_control(modules, "controlnet", spec.channels, seed)
+    modules.control = make_control(modules, control, spec.channels, seed)
     noise = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for param in modules.control.parameters():
@@ -67,7 +69,7 @@ def random_generator(
         "taxonomy": cityscapes19().to_dict(),
         "domains": list(modules.domains),
         "conditioning": spec.to_dict(),
-        "control": "controlnet",
+        "control": control,
         "resolution": list(resolution),
         "factor": modules.factor,
         "size_multiple": modules.size_multiple,

@@ -27,6 +27,7 @@ import copy
 
 import torch
 
+from urbangen.diffusion.build import fused_control
 from urbangen.diffusion.sampler import Generator
 from urbangen.generate.config import EngineConfig
 
@@ -45,10 +46,6 @@ def compile_mode(cfg: EngineConfig) -> str:
     if cfg.compile_mode == "max-autotune":
         return "max-autotune" if cfg.cuda_graphs else "max-autotune-no-cudagraphs"
     return "reduce-overhead" if cfg.cuda_graphs else "default"
-
-
-def _is_controlnet_xs(control: torch.nn.Module) -> bool:
-    return hasattr(control, "controlnet_cond_embedding") and hasattr(control, "base_conv_in")
 
 
 def _without_cond_embedding(control: torch.nn.Module) -> torch.nn.Module:
@@ -79,7 +76,7 @@ class FusedDenoiser(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.unet = unet
-        self.xs = control is not None and _is_controlnet_xs(control)
+        self.xs = fused_control(control)
         self.control = _without_cond_embedding(control) if embedded and control is not None else control
         self.guidance = float(guidance)
         self.guided = guided
@@ -174,7 +171,7 @@ class FastGenerator(Generator):
             self.engine.cache_control_embedding
             and cond is not None
             and control is not None
-            and not _is_controlnet_xs(control)
+            and not fused_control(control)
             and control.config.controlnet_conditioning_channel_order == "rgb"
         )
         if cond is not None:
