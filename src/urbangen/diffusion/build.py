@@ -142,7 +142,9 @@ def scratch_modules(name: str, domains: tuple[str, ...], seed: int, **overrides)
 def check_sd_folder(path: Path) -> None:
     """Raise one error listing every missing part of a Stable Diffusion folder."""
     if not path.is_dir():
-        raise UrbangenError(f"base model folder not found: {path} (expected tiny, small, base or a folder)")
+        raise UrbangenError(
+            f"base model folder not found: {path} (expected tiny, small, base, world-small or a folder)"
+        )
     missing = [
         f"{part}/{name}" for part, names in SD_PARTS.items() for name in names if not (path / part / name).is_file()
     ]
@@ -185,19 +187,43 @@ def sd_modules(path: Path, domains: dict[str, str], device: str = "cpu") -> Modu
 
 
 def base_modules(base: str, domains: dict[str, str], seed: int, device: str = "cpu", **overrides) -> Modules:
-    """The modules of ``base``: a built-in name (``overrides`` as in :func:`scratch_modules`) or a folder."""
+    """The modules of ``base``: a built-in name (``overrides`` as in :func:`scratch_modules`), a generator
+    folder written by urbangen (e.g. ``urbangen world pretrain-base``) or a Stable Diffusion folder."""
     if base in ("tiny", "small", "base"):
         return scratch_modules(base, tuple(domains), seed, **overrides)
     if any(v is not None for v in overrides.values()):
         raise UrbangenError(
             "prediction_type and block_out_channels apply to built-in bases only (a folder defines its model)"
         )
-    return sd_modules(Path(base).expanduser(), domains, device)
+    from urbangen.diffusion.config import base_folder
+
+    path = base_folder(base)
+    if (path / "urbangen.json").is_file():
+        return generator_base(path, tuple(domains))
+    return sd_modules(path, domains, device)
+
+
+def generator_base(path: Path, domains: tuple[str, ...]) -> Modules:
+    """A urbangen generator folder as a base: its denoiser (any control branch is dropped) and, per domain,
+    the folder's embedding of that name or else of its first domain (its generic look) as the start."""
+    from urbangen.diffusion.artefacts import load_generator
+
+    modules, _ = load_generator(path)
+    rows = [modules.domains.index(d) if d in modules.domains else 0 for d in domains]
+    embedding = modules.domain_embedding.detach()[rows].clone()
+    return dataclasses.replace(modules, control=None, domains=domains, domain_embedding=torch.nn.Parameter(embedding))
 
 
 def default_resolution(base: str, modules: Modules) -> tuple[int, int]:
     if base in ("tiny", "small", "base"):
         return scratch_spec(base).resolution
+    from urbangen.diffusion.config import base_folder
+
+    meta = base_folder(base) / "urbangen.json"
+    if meta.is_file():
+        import json
+
+        return tuple(json.loads(meta.read_text())["resolution"])
     size = modules.unet.config.sample_size * modules.factor
     return (size, size)
 
@@ -208,16 +234,28 @@ def control_embedding_channels(factor: int) -> tuple[int, ...]:
     return tuple(min(16 * 2**i, 256) for i in range(levels + 1)) if levels else (32,)
 
 
+def fused_control(control: torch.nn.Module | None) -> bool:
+    """True for control modules that run the denoiser themselves (``control(x, t, states, controlnet_cond=c)
+    .sample``: ControlNet-XS and concat); False for a ControlNet, whose residuals go into the UNet."""
+    from urbangen.diffusion.concat import ConcatControlModel
+
+    return isinstance(control, UNetControlNetXSModel | ConcatControlModel)
+
+
 def make_control(modules: Modules, kind: str, channels: int, seed: int, xs_size_ratio: float = 0.25):
-    """A new control branch for the (frozen) denoiser: ControlNet copied from the UNet, or ControlNet-XS."""
+    """A new control branch: ControlNet copied from the UNet, ControlNet-XS, or a concat-input UNet copy."""
     torch.manual_seed(seed)
     embed = control_embedding_channels(modules.factor)
     if kind == "controlnet":
         return ControlNetModel.from_unet(
             modules.unet, conditioning_embedding_out_channels=embed, conditioning_channels=channels
         )
+    if kind == "concat":
+        from urbangen.diffusion.concat import ConcatControlModel
+
+        return ConcatControlModel.from_unet(modules.unet, channels, modules.factor)
     if kind != "controlnet_xs":
-        raise UrbangenError(f"unknown control type {kind!r}; expected controlnet or controlnet_xs")
+        raise UrbangenError(f"unknown control type {kind!r}; expected controlnet, controlnet_xs or concat")
     cfg = modules.unet.config
     problems = []
     if cfg.in_channels != 4:

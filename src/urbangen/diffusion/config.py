@@ -16,6 +16,17 @@ from pydantic import Field, field_validator
 from urbangen.config import StrictModel
 
 BUILTIN_BASES = ("tiny", "small", "base")
+# pretrained generator folders shipped with the package (urbangen/assets/<name>), built by a command in the repo
+PRETRAINED_BASES = {"world-small": "urbangen world pretrain-base (docs/world.md)"}
+
+
+def base_folder(base: str) -> Path | None:
+    """The folder of a folder base: a shipped pretrained name, else the path itself; None for built-ins."""
+    if base in BUILTIN_BASES:
+        return None
+    if base in PRETRAINED_BASES:
+        return Path(__file__).resolve().parents[1] / "assets" / base
+    return Path(base).expanduser()
 
 
 class TargetData(StrictModel):
@@ -47,9 +58,14 @@ class Stage1Config(TrainConfig):
 
 
 class Stage2Config(TrainConfig):
-    """Semantic control: a control branch on (target image, pseudo-label) pairs; the denoiser is frozen."""
+    """Semantic control: a control branch on (target image, pseudo-label) pairs.
 
-    control: Literal["controlnet", "controlnet_xs"] = "controlnet"
+    ``controlnet`` / ``controlnet_xs`` keep the stage-1 denoiser frozen and train a branch beside it (the
+    choice for large pretrained bases); ``concat`` fine-tunes a copy of the denoiser that reads the
+    condition as extra input channels (zero-initialised), which follows the labels after far fewer steps.
+    """
+
+    control: Literal["controlnet", "controlnet_xs", "concat"] = "controlnet"
     xs_size_ratio: float = Field(default=0.25, gt=0, le=1, description="ControlNet-XS width relative to the UNet")
     erosion: int = Field(default=2, ge=0, description="erode each segment by r pixels; the band goes to unknown")
     cond_dropout: float = Field(default=0.1, ge=0, lt=1, description="probability of a null condition (for CFG)")
@@ -127,5 +143,9 @@ def fingerprint(cfg: AdaptConfig, stage: int, extra: str = "") -> str:
     if stage == 1:
         data.pop("stage2")
         data.pop("labels_dir")
+    folder = base_folder(cfg.base)
+    base_meta = folder / "urbangen.json" if folder else None
+    if base_meta is not None and base_meta.is_file():  # a generator folder as base: its weights, not its path
+        extra = json.loads(base_meta.read_text()).get("weights_sha256", "") + extra
     text = json.dumps(data, sort_keys=True) + extra
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -48,6 +48,32 @@ def make(out: str, split: str, n: int, seed: int, style: str, style_seed: int, s
     click.echo(f"wrote {len(ids)} {style} scenes ({split}) to {out}")
 
 
+@world.command("pretrain-base")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Generator folder to write.")
+@click.option("--work", required=True, type=click.Path(file_okay=False), help="Scenes and checkpoints (resumable).")
+@click.option("--styles", default="1000-1047", show_default=True, help="Style seeds: FIRST-LAST or a comma list.")
+@click.option("--n-per-style", default=25, show_default=True, type=click.IntRange(min=1))
+@click.option("--size", default="128x256", show_default=True, help="Scene size HEIGHTxWIDTH.")
+@click.option("--steps", type=click.IntRange(min=1), help="Stage-1 training steps (default 12000).")
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads.")
+def pretrain_base_cmd(out: str, work: str, styles: str, n_per_style: int, size: str, steps, threads) -> None:
+    """Pretrain the benchmark's base generator on real-style scenes of other style seeds (resumable).
+
+    The CPU stand-in for a Stable Diffusion checkpoint: see urbangen.world.base and docs/world.md.
+    """
+    from urbangen.world.base import pretrain_base
+
+    if "-" in styles and "," not in styles:
+        first, _, last = styles.partition("-")
+        seeds = list(range(int(first), int(last) + 1)) if first.isdigit() and last.isdigit() else []
+        if not seeds:
+            raise UrbangenError(f"--styles must be FIRST-LAST or a comma list of integers, got {styles!r}")
+    else:
+        seeds = _ints(styles, "--styles")
+    folder = pretrain_base(out, work, tuple(seeds), n_per_style, parse_size(size), steps, threads=threads)
+    click.echo(f"wrote the pretrained base to {folder}")
+
+
 def _ints(text: str, option: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
