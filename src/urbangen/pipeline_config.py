@@ -117,10 +117,10 @@ SMOKE = {
     "generate": {"candidates": 2, "steps": 2, "batch_size": 4, "mcoc": {"threshold": 0.0}},
 }
 
-# tiny SegFormer, measured in docs/BENCHMARKS.md "Segmentation baselines" (~2 min per model on 2 idle cores)
+# tiny SegFormer (docs/BENCHMARKS.md "Segmentation baselines"): ~1.5 min per model at 800 iterations, 2 idle cores
 DEMO_SEGMENT = {
     "model": "tiny",
-    "iterations": 1200,
+    "iterations": 800,
     "batch_size": 8,
     "crop_size": (64, 128),
     "scale_range": (0.75, 1.5),
@@ -138,15 +138,22 @@ DEMO = {
     "generate_shards": 2,
     "segment": DEMO_SEGMENT,
     "pseudo_label": {"threshold": 0.9, "mode": "classwise", "percentile": 50.0},
-    # small pixel-space generator, one torch thread (more threads beside other work spin-wait on 2 cores)
+    # small pixel-space generator from scratch with concat control (follows the labels after a few hundred
+    # steps, where a ControlNet needs thousands): docs/BENCHMARKS.md "End-to-end demo" has the measurements
     "adapt": {
         "base": "small",
-        "threads": 1,
-        # docs/BENCHMARKS.md "Generator adaptation": 200 + 1400 steps at lr 2e-3 agree best per CPU minute
-        "stage1": {"steps": 200, "batch_size": 8, "lr": 2e-3, "warmup": 20, "checkpoint_every": 50},
-        "stage2": {"steps": 1400, "batch_size": 8, "lr": 2e-3, "warmup": 20, "checkpoint_every": 100, "erosion": 1},
+        "stage1": {"steps": 200, "batch_size": 8, "lr": 2e-3, "warmup": 20, "checkpoint_every": 100},
+        "stage2": {
+            "steps": 800,
+            "batch_size": 8,
+            "lr": 2e-3,
+            "warmup": 20,
+            "checkpoint_every": 100,
+            "erosion": 1,
+            "control": "concat",
+        },
     },
-    "generate": {"candidates": 2, "steps": 20, "batch_size": 16},
+    "generate": {"candidates": 2, "steps": 10, "batch_size": 16},
 }
 
 SCALES: dict[str, dict[str, Any]] = {

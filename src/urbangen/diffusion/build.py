@@ -142,9 +142,7 @@ def scratch_modules(name: str, domains: tuple[str, ...], seed: int, **overrides)
 def check_sd_folder(path: Path) -> None:
     """Raise one error listing every missing part of a Stable Diffusion folder."""
     if not path.is_dir():
-        raise UrbangenError(
-            f"base model folder not found: {path} (expected tiny, small, base, world-small or a folder)"
-        )
+        raise UrbangenError(f"base model folder not found: {path} (expected tiny, small, base or a folder)")
     missing = [
         f"{part}/{name}" for part, names in SD_PARTS.items() for name in names if not (path / part / name).is_file()
     ]

@@ -16,17 +16,11 @@ from pydantic import Field, field_validator
 from urbangen.config import StrictModel
 
 BUILTIN_BASES = ("tiny", "small", "base")
-# pretrained generator folders shipped with the package (urbangen/assets/<name>), built by a command in the repo
-PRETRAINED_BASES = {"world-small": "urbangen world pretrain-base (docs/world.md)"}
 
 
 def base_folder(base: str) -> Path | None:
-    """The folder of a folder base: a shipped pretrained name, else the path itself; None for built-ins."""
-    if base in BUILTIN_BASES:
-        return None
-    if base in PRETRAINED_BASES:
-        return Path(__file__).resolve().parents[1] / "assets" / base
-    return Path(base).expanduser()
+    """The folder of a folder base (a generator or Stable Diffusion folder); None for built-in names."""
+    return None if base in BUILTIN_BASES else Path(base).expanduser()
 
 
 class TargetData(StrictModel):
