@@ -136,7 +136,9 @@ def demo(args: argparse.Namespace) -> dict:
             write_png(labels_dir / f"{s.id}.png", sim.load_train_ids(s))
     generator = Generator.from_pretrained(out / "adapt" / "stage2")
     start = time.perf_counter()
-    counts = sample_folder(generator, labels_dir, out / "samples", steps=args.steps, batch_size=8, scheduler="ddim")
+    counts = sample_folder(
+        generator, labels_dir, out / "samples", steps=args.steps, batch_size=8, scheduler="ddim", guidance=args.guidance
+    )
     timings["sample_s"] = round(time.perf_counter() - start, 1)
     result = {"n": len(samples), "steps": args.steps, "timings": timings, "counts": counts, "config": str(args.config)}
     ids = [s.id for s in samples]
@@ -158,7 +160,68 @@ def demo(args: argparse.Namespace) -> dict:
             scores = cm.result(generator.taxonomy, None, len(images))
             result[f"miou_{name}"] = scores["mIoU"]
         print(f"segmenter agreement mIoU: generated {result['miou_generated']} vs sim {result['miou_sim']}")
+    if args.val:
+        renders = as_cityscapes(out / "samples", out / "renders", ids)
+        mix = [{"format": "cityscapes", "root": str(root), "split": "train"} for root in args.mix or []]
+        sources = [{"format": "cityscapes", "root": str(renders), "split": "train", "labels_dir": str(labels_dir)}]
+        result["segment_miou"] = train_and_score(sources + mix, args.val, out / "segmenter", args.seg_iterations)
+        print(f"segmenter trained on the renders{' + mix' if mix else ''}: {result['segment_miou']:.2f} mIoU on val")
     (out / "demo.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def as_cityscapes(images: Path, root: Path, ids: list[str], blur_to: tuple[int, int] | None = None) -> Path:
+    """Copy ``images/<id>.png`` into a Cityscapes-layout ``root`` (city ``renders``), optionally resized to
+    ``blur_to`` (H, W) and back: what a perfect generator at that model resolution would give."""
+    from PIL import Image
+
+    from urbangen.io import read_rgb, write_png
+
+    for sample_id in ids:
+        path = root / "leftImg8bit" / "train" / "renders" / f"{sample_id}_leftImg8bit.png"
+        if path.is_file():
+            continue
+        image = read_rgb(images / f"{sample_id}.png")
+        if blur_to:
+            small = Image.fromarray(image).resize(blur_to[::-1], Image.BICUBIC)
+            image = np.asarray(small.resize(image.shape[1::-1], Image.BICUBIC))
+        write_png(path, image)
+    return root
+
+
+def train_and_score(sources: list[dict], val: Path, out: Path, iterations: int) -> float:
+    """A tiny SegFormer with the demo's segmentation settings on ``sources``; mIoU on the ``val`` split."""
+    from urbangen.config import validate
+    from urbangen.pipeline_config import DEMO_SEGMENT
+    from urbangen.segment.data import DataSource
+    from urbangen.segment.evaluate import evaluate_source
+    from urbangen.segment.predict import predict_dataset
+    from urbangen.segment.train import TrainConfig, train
+
+    cfg = validate(TrainConfig, {**DEMO_SEGMENT, "iterations": iterations, "sources": sources}, "benchmark")
+    model = train(cfg, out)
+    source = DataSource(format="cityscapes", root=val, split="val")
+    predict_dataset(model, source, out / "pred")
+    return float(evaluate_source(out / "pred", source)["mIoU"])
+
+
+def ceiling(args: argparse.Namespace) -> dict:
+    """Real train images resized to the model resolution and back, with ``--labels``: a perfect generator."""
+    from urbangen.datasets import open_dataset
+
+    samples = open_dataset("cityscapes", args.real).index("train").samples
+    flat = args.out / "flat"
+    flat.mkdir(parents=True, exist_ok=True)
+    for s in samples:
+        if not (flat / f"{s.id}.png").exists():
+            (flat / f"{s.id}.png").symlink_to(Path(s.image).resolve())
+    root = as_cityscapes(flat, args.out / "blurred", [s.id for s in samples], tuple(args.resolution))
+    source = {"format": "cityscapes", "root": str(root), "split": "train", "labels_dir": str(args.labels)}
+    result = {
+        "resolution": args.resolution,
+        "mIoU": train_and_score([source], args.val, args.out / "seg", args.seg_iterations),
+    }
+    print(f"perfect generator at {args.resolution[0]}x{args.resolution[1]}: {result['mIoU']:.2f} mIoU on val")
     return result
 
 
@@ -205,8 +268,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--grid", type=Path)
     p.add_argument("--threads", type=int)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--val", type=Path, help="real val root: train a tiny SegFormer on the renders, score it here")
+    p.add_argument("--mix", type=Path, action="append", help="with --val: also train on this dataset root (train)")
+    p.add_argument("--seg-iterations", type=int, default=1200)
+    p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")
+    p.add_argument("--real", type=Path, required=True, help="real-style world dataset root (train split)")
+    p.add_argument("--labels", type=Path, required=True, help="labels for the real train images (<id>.png)")
+    p.add_argument("--val", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--resolution", type=int, nargs=2, default=[64, 128], metavar=("H", "W"))
+    p.add_argument("--seg-iterations", type=int, default=1200)
     args = parser.parse_args()
-    result = speed(args) if args.command == "speed" else demo(args)
+    result = {"speed": speed, "demo": demo, "ceiling": ceiling}[args.command](args)
     if getattr(args, "json", None):
         args.json.write_text(json.dumps(result, indent=2))
 
