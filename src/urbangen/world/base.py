@@ -7,9 +7,10 @@ This module builds the missing prior the same way, from data the benchmark never
 rendered by the ``real`` renderer in many *other* style seeds (by default 1000-1047; the benchmark's targets use
 small style seeds), learned by stage 1 of ``adapt`` (unconditional, appearance only; no labels are read).
 
-``urbangen world pretrain-base --out DIR`` writes a generator folder usable as ``base:`` of an adapt config;
-reruns resume from the last checkpoint. The result is deterministic for its settings, recorded in its
-``urbangen.json`` (config, data digests, steps).
+Experimental: the demo does not use it (a base after 2750 of the default 12000 steps gave no gain over
+the from-scratch base; docs/BENCHMARKS.md). ``urbangen world pretrain-base --out DIR`` writes a generator
+folder usable as ``base:`` of an adapt config; reruns resume from the last checkpoint. The result is
+deterministic for its settings, recorded in its ``urbangen.json`` (config, data digests, steps).
 """
 
 from __future__ import annotations
