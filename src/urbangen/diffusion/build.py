@@ -187,18 +187,17 @@ def sd_modules(path: Path, domains: dict[str, str], device: str = "cpu") -> Modu
 def base_modules(base: str, domains: dict[str, str], seed: int, device: str = "cpu", **overrides) -> Modules:
     """The modules of ``base``: a built-in name (``overrides`` as in :func:`scratch_modules`), a generator
     folder written by urbangen (e.g. ``urbangen world pretrain-base``) or a Stable Diffusion folder."""
-    if base in ("tiny", "small", "base"):
+    from urbangen.diffusion.config import BUILTIN_BASES, base_folder, base_generator_meta
+
+    if base in BUILTIN_BASES:
         return scratch_modules(base, tuple(domains), seed, **overrides)
     if any(v is not None for v in overrides.values()):
         raise UrbangenError(
             "prediction_type and block_out_channels apply to built-in bases only (a folder defines its model)"
         )
-    from urbangen.diffusion.config import base_folder
-
-    path = base_folder(base)
-    if (path / "urbangen.json").is_file():
-        return generator_base(path, tuple(domains))
-    return sd_modules(path, domains, device)
+    if base_generator_meta(base) is not None:
+        return generator_base(base_folder(base), tuple(domains))
+    return sd_modules(base_folder(base), domains, device)
 
 
 def generator_base(path: Path, domains: tuple[str, ...]) -> Modules:
@@ -213,15 +212,14 @@ def generator_base(path: Path, domains: tuple[str, ...]) -> Modules:
 
 
 def default_resolution(base: str, modules: Modules) -> tuple[int, int]:
-    if base in ("tiny", "small", "base"):
+    """A built-in base's resolution, a generator folder's recorded one, or a Stable Diffusion UNet's square."""
+    from urbangen.diffusion.config import BUILTIN_BASES, base_generator_meta
+
+    if base in BUILTIN_BASES:
         return scratch_spec(base).resolution
-    from urbangen.diffusion.config import base_folder
-
-    meta = base_folder(base) / "urbangen.json"
-    if meta.is_file():
-        import json
-
-        return tuple(json.loads(meta.read_text())["resolution"])
+    meta = base_generator_meta(base)
+    if meta is not None:
+        return tuple(meta["resolution"])
     size = modules.unet.config.sample_size * modules.factor
     return (size, size)
 

@@ -23,6 +23,13 @@ def base_folder(base: str) -> Path | None:
     return None if base in BUILTIN_BASES else Path(base).expanduser()
 
 
+def base_generator_meta(base: str) -> dict | None:
+    """The ``urbangen.json`` of a base that is a urbangen generator folder; None for any other base."""
+    folder = base_folder(base)
+    meta = folder / "urbangen.json" if folder else None
+    return json.loads(meta.read_text()) if meta is not None and meta.is_file() else None
+
+
 class TargetData(StrictModel):
     """Unlabelled target images: ``open_dataset(format, root).index(split)``."""
 
@@ -137,9 +144,8 @@ def fingerprint(cfg: AdaptConfig, stage: int, extra: str = "") -> str:
     if stage == 1:
         data.pop("stage2")
         data.pop("labels_dir")
-    folder = base_folder(cfg.base)
-    base_meta = folder / "urbangen.json" if folder else None
-    if base_meta is not None and base_meta.is_file():  # a generator folder as base: its weights, not its path
-        extra = json.loads(base_meta.read_text()).get("weights_sha256", "") + extra
+    base_meta = base_generator_meta(cfg.base)
+    if base_meta is not None:  # a generator folder as base: its weights, not only its path
+        extra = base_meta.get("weights_sha256", "") + extra
     text = json.dumps(data, sort_keys=True) + extra
     return hashlib.sha256(text.encode()).hexdigest()[:16]

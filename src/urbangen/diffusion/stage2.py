@@ -1,10 +1,11 @@
 """Stage 2, semantic control: train a control branch on (target image, pseudo-label) pairs.
 
-The stage-1 denoiser is frozen. The branch (ControlNet copied from the UNet, ControlNet-XS fused with it, or
-``concat``: a copy of the denoiser that reads the condition as extra input channels and is fine-tuned whole)
-reads the control tensor of :mod:`urbangen.diffusion.conditioning`: labels are eroded by the data loader,
-the condition of a fraction ``cond_dropout`` of the batch is zeroed so sampling can use classifier-free
-guidance, and a depth channel is added when ``depth`` is on.
+The branch is a ControlNet copied from the UNet or ControlNet-XS fused with it (both beside the frozen
+stage-1 denoiser), or ``concat``: a copy of the denoiser that reads the condition as extra input channels
+and is fine-tuned whole (the stage-1 weights themselves stay untouched). It reads the control tensor of
+:mod:`urbangen.diffusion.conditioning`: labels are eroded by the data loader, the condition of a fraction
+``cond_dropout`` of the batch is zeroed so sampling can use classifier-free guidance, and a depth channel is
+added when ``depth`` is on.
 """
 
 from __future__ import annotations
