@@ -161,7 +161,7 @@ def demo(args: argparse.Namespace) -> dict:
             result[f"miou_{name}"] = scores["mIoU"]
         print(f"segmenter agreement mIoU: generated {result['miou_generated']} vs sim {result['miou_sim']}")
     if args.val:
-        renders = as_cityscapes(out / "samples", out / "renders", ids)
+        renders = as_cityscapes({i: out / "samples" / f"{i}.png" for i in ids}, out / "renders")
         mix = [{"format": "cityscapes", "root": str(root), "split": "train"} for root in args.mix or []]
         sources = [{"format": "cityscapes", "root": str(renders), "split": "train", "labels_dir": str(labels_dir)}]
         result["segment_miou"] = train_and_score(sources + mix, args.val, out / "segmenter", args.seg_iterations)
@@ -170,18 +170,18 @@ def demo(args: argparse.Namespace) -> dict:
     return result
 
 
-def as_cityscapes(images: Path, root: Path, ids: list[str], blur_to: tuple[int, int] | None = None) -> Path:
-    """Copy ``images/<id>.png`` into a Cityscapes-layout ``root`` (city ``renders``), optionally resized to
+def as_cityscapes(images: dict[str, Path], root: Path, blur_to: tuple[int, int] | None = None) -> Path:
+    """Copy each ``{id: image}`` into a Cityscapes-layout ``root`` (city ``renders``), optionally resized to
     ``blur_to`` (H, W) and back: what a perfect generator at that model resolution would give."""
     from PIL import Image
 
     from urbangen.io import read_rgb, write_png
 
-    for sample_id in ids:
+    for sample_id, source in images.items():
         path = root / "leftImg8bit" / "train" / "renders" / f"{sample_id}_leftImg8bit.png"
         if path.is_file():
             continue
-        image = read_rgb(images / f"{sample_id}.png")
+        image = read_rgb(source)
         if blur_to:
             small = Image.fromarray(image).resize(blur_to[::-1], Image.BICUBIC)
             image = np.asarray(small.resize(image.shape[1::-1], Image.BICUBIC))
@@ -210,12 +210,7 @@ def ceiling(args: argparse.Namespace) -> dict:
     from urbangen.datasets import open_dataset
 
     samples = open_dataset("cityscapes", args.real).index("train").samples
-    flat = args.out / "flat"
-    flat.mkdir(parents=True, exist_ok=True)
-    for s in samples:
-        if not (flat / f"{s.id}.png").exists():
-            (flat / f"{s.id}.png").symlink_to(Path(s.image).resolve())
-    root = as_cityscapes(flat, args.out / "blurred", [s.id for s in samples], tuple(args.resolution))
+    root = as_cityscapes({s.id: s.image for s in samples}, args.out / "blurred", tuple(args.resolution))
     source = {"format": "cityscapes", "root": str(root), "split": "train", "labels_dir": str(args.labels)}
     result = {
         "resolution": args.resolution,
