@@ -6,6 +6,7 @@ Usage::
     python benchmarks/generation.py                         # GPU: SD1.5-size UNet + ControlNet, 512x1024
     python benchmarks/generation.py --tiny --device cpu     # smoke test (tiny model, 32x64, 2 steps)
     python benchmarks/generation.py --json out.json --update docs/BENCHMARKS.md
+    python benchmarks/generation.py --render out.json --update docs/BENCHMARKS.md   # table of a saved run
 
 The model is an SD1.5-size UNet (860M) with a ControlNet copied from it (361M) and the SD VAE, random
 weights, built from config (nothing is downloaded); 512x1024 images (64x128 latents), classifier-free
@@ -63,15 +64,25 @@ SD15_VAE = {
 }
 
 
-def build(tiny: bool, seed: int = 0):
-    """(Modules, meta) of an SD1.5-size (or tiny) latent UNet + ControlNet + VAE with random weights."""
+def build(tiny: bool, seed: int = 0, device: str = "cpu"):
+    """(Modules, meta) of an SD1.5-size (or tiny) latent UNet + ControlNet + VAE with random weights.
+
+    The weights are initialised on ``device`` (on a GPU that takes seconds, on a CPU about a minute for the
+    SD1.5-size model)."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return _build(tiny)
+
+
+def _build(tiny: bool):
     import torch
     from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
 
     from urbangen.diffusion.build import Modules
     from urbangen.labels import cityscapes19
 
-    torch.manual_seed(seed)
     unet = UNet2DConditionModel(in_channels=4, out_channels=4, **(TINY_UNET if tiny else SD15_UNET))
     embed = (16, 32) if tiny else (16, 32, 96, 256)
     control = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=embed, conditioning_channels=3)
@@ -178,8 +189,12 @@ def bench_config(loop, decode, batch: int, steps: int, device: str, repeats: int
     }
 
 
-def bench_batch(batch: int, args, reference, fast: dict, pipe, size, dtype, peak: float) -> tuple[list, float, float]:
-    """Every configuration at one batch size; returns (rows, TFLOP per image-step, VAE TFLOP per image)."""
+def bench_batch(batch: int, args, reference, fast: dict, pipe, size, dtype, peak: float, out: dict) -> None:
+    """Every configuration at one batch size, appending rows to ``out["results"]`` as they finish.
+
+    A configuration that fails is recorded with its error and the run goes on; once ``args.deadline``
+    seconds have passed since the start the remaining configurations are skipped (recorded as such).
+    """
     import torch
 
     cuda, steps, guidance = args.device.startswith("cuda"), args.steps, args.guidance
@@ -193,7 +208,8 @@ def bench_batch(batch: int, args, reference, fast: dict, pipe, size, dtype, peak
     t = torch.tensor(500, device=args.device)
     with torch.inference_mode():
         step_flops = count_flops(lambda: module(x, t, control_in, states)) / batch
-        decode_flops = count_flops(lambda: reference.decode(x[:1].float()))
+        out["tflop_per_image_step"][batch] = step_flops / 1e12
+        out["vae_decode_tflop"] = count_flops(lambda: reference.decode(x[:1].float())) / 1e12
     embeds = states[:1].expand(batch, -1, -1)
 
     def stock_loop():
@@ -212,24 +228,49 @@ def bench_batch(batch: int, args, reference, fast: dict, pipe, size, dtype, peak
     def stock_decode(latents):
         return pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
 
-    configs = {
-        "stock diffusers pipeline": (stock_loop, stock_decode),
-        "reference sampler": (lambda: reference_loop(reference, cond, seeds, size, steps, guidance), reference.decode),
-    }
+    configs = {"stock diffusers pipeline": (stock_loop, stock_decode)}
+    compiled = batch in args.compile_batches
     for name, gen in fast.items():
-        configs[name] = (lambda g=gen: g.denoise_loop(cond, seeds, size, steps, guidance, "ddim"), gen.decode)
-    rows = []
+        if compiled or "compile" not in name:
+            configs[name] = (lambda g=gen: g.denoise_loop(cond, seeds, size, steps, guidance, "ddim"), gen.decode)
+    configs["reference sampler"] = (
+        lambda: reference_loop(reference, cond, seeds, size, steps, guidance),
+        reference.decode,
+    )
     for name, (loop, decode) in configs.items():
-        with torch.inference_mode():
-            row = bench_config(loop, decode, batch, steps, args.device, args.repeats, 3 if "compile" in name else 1)
-        row = {"config": name, **row, "tflops": step_flops * batch * steps / row["loop_s"] / 1e12}
-        row["peak_fraction"] = row["tflops"] / peak
-        rows.append(row)
+        row = {"config": name, "batch": batch}
+        if time.perf_counter() - args.started > args.deadline:
+            row["error"] = f"skipped: past the {args.deadline:.0f} s deadline"
+        else:
+            began = time.perf_counter()
+            try:
+                warmup = 3 if "compile" in name else 1
+                with torch.inference_mode():
+                    row.update(bench_config(loop, decode, batch, steps, args.device, args.repeats, warmup))
+                row["tflops"] = step_flops * batch * steps / row["loop_s"] / 1e12
+                row["peak_fraction"] = row["tflops"] / peak
+            except Exception as exc:  # one failing configuration must not lose the others
+                row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            row["wall_s"] = time.perf_counter() - began
+        out["results"].append(row)
         print(json.dumps(row), flush=True)
-    return rows, step_flops / 1e12, decode_flops / 1e12
+        if args.json:  # after every configuration, so a run cut short keeps what it measured
+            args.json.write_text(json.dumps(out, indent=2))
+
+
+def speedups(results: list[dict]) -> None:
+    """Add ``x_stock`` (images/s over the stock pipeline's at the same batch) and ``x_stock1`` (over the
+    stock pipeline's at one image per call, how the pipeline is usually called) to every measured row."""
+    stock = {r["batch"]: r["images_per_s"] for r in results if r["config"].startswith("stock") and "error" not in r}
+    for r in results:
+        if "error" not in r:
+            r["x_stock"] = r["images_per_s"] / stock[r["batch"]] if r["batch"] in stock else None
+            r["x_stock1"] = r["images_per_s"] / stock[1] if 1 in stock else None
 
 
 def main(argv: list[str] | None = None) -> dict:
+    import copy
+
     import torch
 
     from urbangen.diffusion.sampler import Generator
@@ -240,34 +281,56 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="tiny model at 32x64 (smoke test)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=None, help="default 20 (2 with --tiny)")
-    parser.add_argument("--batches", default=None, help="images per loop, e.g. 1,4,8 (default 1,4,8; 1,2 tiny)")
+    parser.add_argument("--batches", default=None, help="images per loop, e.g. 8,1 (default 8,4,1; 2,1 tiny)")
+    parser.add_argument(
+        "--compile-batches",
+        default=None,
+        help="batches that also run the compiled engine configs (each batch size compiles anew; default: the largest)",
+    )
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per config (default 3; 1 tiny)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile / CUDA graph configs")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=float("inf"),
+        help="seconds after which remaining configurations are skipped (the table still prints)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the results here (after every config)")
     parser.add_argument("--update", type=Path, default=None, help="rewrite the Generation engine section here")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="measure nothing: print (and --update with) the table of this saved --json file",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        report = json.loads(args.render.read_text())
+        speedups(report["results"])
+        print(markdown(report))
+        if args.update:
+            update_section(args.update, markdown(report))
+        return report
+    args.started = time.perf_counter()
     cuda = args.device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
     args.steps = args.steps or (2 if args.tiny else 20)
     args.repeats = args.repeats or (1 if args.tiny else 3)
-    batches = [int(b) for b in (args.batches or ("1,2" if args.tiny else "1,4,8")).split(",")]
+    batches = [int(b) for b in (args.batches or ("2,1" if args.tiny else "8,4,1")).split(",")]
+    args.compile_batches = [int(b) for b in args.compile_batches.split(",")] if args.compile_batches else [max(batches)]
     size = (32, 64) if args.tiny else (512, 1024)
 
-    modules, meta = build(args.tiny)
+    modules, meta = build(args.tiny, device=args.device)
+    engine_modules = copy.deepcopy(modules)  # same weights; the engine converts its copy in place
     reference = Generator(modules, meta, args.device, dtype)  # shared with the stock pipeline, left as built
-    engine_base = Generator(build(args.tiny)[0], meta, args.device, dtype)  # same weights; the engine converts
+    engine_base = Generator(engine_modules, meta, args.device, dtype)
     engines = {"engine eager": EngineConfig(kind="fast", device=args.device)}
     if cuda and not args.no_compile:
-        engines["engine compile"] = EngineConfig(kind="fast", device=args.device, compile=True)
         engines["engine compile+graphs"] = EngineConfig(kind="fast", device=args.device, compile=True, cuda_graphs=True)
+        engines["engine compile"] = EngineConfig(kind="fast", device=args.device, compile=True)
     fast = {name: FastGenerator(engine_base, cfg) for name, cfg in engines.items()}
     pipe = stock_pipeline(modules, args.device, dtype)
-    peak = matmul_peak(args.device, dtype, 8192 if cuda else 1024)
-    results, step_tflop, decode_tflop = [], {}, 0.0
-    for batch in batches:
-        rows, step_tflop[batch], decode_tflop = bench_batch(batch, args, reference, fast, pipe, size, dtype, peak)
-        results += rows
     report = {
         "device": torch.cuda.get_device_name()
         if cuda
@@ -277,14 +340,17 @@ def main(argv: list[str] | None = None) -> dict:
         "size": list(size),
         "steps": args.steps,
         "guidance": args.guidance,
-        "matmul_peak_tflops": peak,
-        "tflop_per_image_step": step_tflop,
-        "vae_decode_tflop": decode_tflop,
+        "matmul_peak_tflops": matmul_peak(args.device, dtype, 8192 if cuda else 1024),
+        "tflop_per_image_step": {},
+        "vae_decode_tflop": 0.0,
         "date": datetime.date.today().isoformat(),
         "command": " ".join(["python benchmarks/generation.py", *(argv if argv is not None else sys.argv[1:])]),
         "torch": torch.__version__,
-        "results": results,
+        "results": [],
     }
+    for batch in batches:
+        bench_batch(batch, args, reference, fast, pipe, size, dtype, report["matmul_peak_tflops"], report)
+    speedups(report["results"])
     table = markdown(report)
     print(table)
     if args.json:
@@ -304,13 +370,18 @@ def markdown(report: dict) -> str:
         f"{max(report['tflop_per_image_step'].values()):.3g} TFLOP per image-step (FlopCounterMode); "
         f"VAE decode {report['vae_decode_tflop']:.3g} TFLOP per image.",
         "",
-        "| config | images per loop | ms per image-step | images/s (with decode) | TFLOP/s (loop) | of peak |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| config | images per loop | ms per image-step | images/s (with decode) | TFLOP/s (loop) | of peak "
+        "| x stock (same batch) | x stock (1 image) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    ratio = lambda x: "" if x is None else f"{x:.2f}"  # noqa: E731
     for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['config']} | {r['batch']} | {r['error']} | | | | | |")
+            continue
         lines.append(
             f"| {r['config']} | {r['batch']} | {r['ms_per_image_step']:.2f} | {r['images_per_s']:.3f} | "
-            f"{r['tflops']:.3g} | {r['peak_fraction']:.1%} |"
+            f"{r['tflops']:.3g} | {r['peak_fraction']:.1%} | {ratio(r.get('x_stock'))} | {ratio(r.get('x_stock1'))} |"
         )
     return "\n".join(lines)
 

@@ -177,7 +177,7 @@ SCALES: dict[str, dict[str, Any]] = {
             "candidates": 4,
             "steps": 20,
             "batch_size": 32,
-            "engine": {"kind": "fast", "device": "cuda", "dtype": "bfloat16"},
+            "engine": {"kind": "fast", "device": "cuda", "dtype": "bfloat16", "compile": True},
         },
     },
 }
