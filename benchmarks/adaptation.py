@@ -4,12 +4,17 @@
 training loop (random crops of synthetic images, checkpointing off the clock). Each (base, stage) runs in
 its own process so its peak RSS is its own; on CUDA the peak allocated GPU memory is reported too.
 
+``regenerate``: what-if on a finished ``urbangen demo`` run: generation (with changed settings), MCOC
+filtering and rectification, then the ``urbangen`` and ``urbangen_nofilter`` segmenters and their val mIoU,
+reusing the run's world, baselines, pseudo-labels and adapted generator (minutes instead of a whole demo).
+
 ``demo``: the ``small``-scale demonstration on world data: adapt on ``real``-style target images with
 their labels (pseudo-labels, or ground truth as a stand-in), render ``sim`` label maps, save a grid, and,
 given a segmenter trained on ``real`` images, score how well it recovers the conditioning labels from the
 generated images versus from the ``sim`` images themselves (mIoU, percent).
 
     python benchmarks/adaptation.py speed --bases tiny,small --steps 20 --threads 1
+    python benchmarks/adaptation.py regenerate --run OUT/workspace/kfp/<run> --set strength=0.5 --out runs/what-if
     python benchmarks/adaptation.py demo --real data/real --sim data/sim --labels data/pseudo \
         --out runs/demo-adapt --segmenter runs/seg-real --n 200
 """
@@ -220,6 +225,57 @@ def ceiling(args: argparse.Namespace) -> dict:
     return result
 
 
+def demo_artefacts(run: Path) -> dict[str, Path]:
+    """The artefacts of a finished kfp.local demo run folder (``OUT/workspace/kfp/<run>``), by role."""
+    found: dict[str, Path] = {}
+    for output in sorted(run.glob("*/executor_output.json")):
+        for artefacts in json.loads(output.read_text()).get("artifacts", {}).values():
+            for artefact in artefacts["artifacts"]:
+                meta, uri = artefact.get("metadata", {}), Path(artefact["uri"])
+                key = meta.get("role") or meta.get("method") or output.parent.name
+                found.setdefault(key, uri)
+    found["generator"] = run / "adapt-stage2" / "generator"
+    missing = [k for k in ("source", "val", "fda", "generator") if k not in found or not found[k].exists()]
+    if missing:
+        raise SystemExit(f"{run}: not a finished demo run (missing {missing}; found {sorted(found)})")
+    return found
+
+
+def regenerate(args: argparse.Namespace) -> dict:
+    """Generation -> filter/rectify -> segmenters -> val mIoU on a finished demo run, with --set changes."""
+    from urbangen.generate.filtering import filter_and_rectify
+    from urbangen.generate.run import generate_candidates
+    from urbangen.pipeline_config import load_pipeline_config
+    from urbangen.steps import _generate_config
+
+    run, out = Path(args.run), Path(args.out)
+    parts = demo_artefacts(run)
+    changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set or [])}
+    cfg = load_pipeline_config(None, scale=args.scale, seed=args.seed)
+    cfg.generate = {**cfg.generate, **changes}
+    seg_model = parts["fda"] / "seed-0"
+    timings, result = {}, {"run": str(run), "changes": changes}
+    start = time.perf_counter()
+    gen = _generate_config(cfg, parts["generator"], parts["source"], out / "candidates", seg_model)
+    generate_candidates(gen, out_dir=out / "candidates")
+    timings["generate_s"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    summary = filter_and_rectify(gen, out / "candidates", out / "generated")
+    plain = gen.model_copy(update={"filter": False, "rectify": gen.rectify.model_copy(update={"enabled": False})})
+    filter_and_rectify(plain, out / "candidates", out / "unfiltered")
+    timings["filter_s"] = round(time.perf_counter() - start, 1)
+    result["kept"], result["mean_best_mcoc"] = summary["kept"], summary["mean_best_mcoc"]
+    for method, data in (("urbangen", out / "generated"), ("urbangen_nofilter", out / "unfiltered")):
+        start = time.perf_counter()
+        source = {"format": "cityscapes", "root": str(data), "split": "train"}
+        result[method] = train_and_score([source], parts["val"], out / f"seg-{method}", args.seg_iterations)
+        timings[f"{method}_s"] = round(time.perf_counter() - start, 1)
+        print(f"{method}: {result[method]:.2f} mIoU on val", flush=True)
+    result["timings"] = timings
+    (out / "regenerate.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def save_grid(path: Path, labels, sims, generated, real_root) -> None:
     """Rows: label map | sim render | generated | a real target image (for the look)."""
     from PIL import Image
@@ -267,6 +323,14 @@ def main() -> None:
     p.add_argument("--val", type=Path, help="real val root: train a tiny SegFormer on the renders, score it here")
     p.add_argument("--mix", type=Path, action="append", help="with --val: also train on this dataset root (train)")
     p.add_argument("--seg-iterations", type=int, default=1200)
+    p = sub.add_parser("regenerate", help="generation what-if on a finished urbangen demo run")
+    p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--set", action="append", help="generate setting as KEY=JSON, e.g. strength=0.5 (repeatable)")
+    p.add_argument("--scale", default="demo")
+    p.add_argument("--seed", type=int, default=0, help="the run's --seed (generation seeds derive from it)")
+    p.add_argument("--seg-iterations", type=int, default=800, help="the demo's own segmenter iterations")
+    p.add_argument("--json", type=Path)
     p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")
     p.add_argument("--real", type=Path, required=True, help="real-style world dataset root (train split)")
     p.add_argument("--labels", type=Path, required=True, help="labels for the real train images (<id>.png)")
@@ -275,7 +339,8 @@ def main() -> None:
     p.add_argument("--resolution", type=int, nargs=2, default=[64, 128], metavar=("H", "W"))
     p.add_argument("--seg-iterations", type=int, default=1200)
     args = parser.parse_args()
-    result = {"speed": speed, "demo": demo, "ceiling": ceiling}[args.command](args)
+    commands = {"speed": speed, "demo": demo, "ceiling": ceiling, "regenerate": regenerate}
+    result = commands[args.command](args)
     if getattr(args, "json", None):
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -84,13 +84,19 @@ class Modules:
         self.domain_embedding.data = self.domain_embedding.data.cpu()
         return self
 
-    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images in [-1, 1] (B,3,H,W) -> the denoiser's space (latents scaled like diffusers pipelines)."""
+    def encode(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True
+    ) -> torch.Tensor:
+        """Images in [-1, 1] (B,3,H,W) -> the denoiser's space (latents scaled like diffusers pipelines).
+
+        ``sample``: draw from the VAE's posterior (training); else take its mean (deterministic, sampling)."""
         if self.vae is None:
             return torch.nn.functional.pixel_unshuffle(images, self.patch) if self.patch > 1 else images
         dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
-        noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(dist.mean)
-        latents = dist.mean + dist.std * noise
+        latents = dist.mean
+        if sample:
+            noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(dist.mean)
+            latents = dist.mean + dist.std * noise
         shift = self.vae.config.shift_factor or 0.0
         return (latents - shift) * self.vae.config.scaling_factor
 

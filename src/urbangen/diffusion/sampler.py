@@ -6,6 +6,9 @@ are public so that the fast engine and the ONNX/TensorRT export reproduce exactl
 1. ``condition(labels, depth)``     -> (B, C, H, W) control tensor at image resolution;
 2. ``initial_noise(seeds, size)``    -> (B, c, h, w) float32, image i drawn from its own ``seeds[i]``;
 3. ``make_scheduler(name, steps)``   -> a fresh DDIM / DPM-Solver++ / Euler scheduler with its timesteps;
+   ``start(scheduler, noise, init, strength)`` -> the timesteps to run and the starting point: pure noise,
+   or (``strength`` < 1, SDEdit) an init image encoded and noised to the first of the last
+   ``round(strength * steps)`` timesteps;
 4. per timestep: ``denoise(scheduler.scale_model_input(x, t), t, cond, guidance)`` and ``scheduler.step``;
    ``denoise`` runs the control branch and the UNet on [null condition, condition] as one batch
    (classifier-free guidance on the control signal; the null condition is all zeros, as in training);
@@ -184,6 +187,33 @@ class Generator:
         noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
         return torch.stack(noise).to(self.device)
 
+    def start(
+        self, sched, noise: torch.Tensor, init: torch.Tensor | None = None, strength: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(timesteps to run, starting point) of a sampling run with the set-up scheduler ``sched``.
+
+        Without ``init`` (or at ``strength`` 1) that is every timestep from pure noise. With ``init``
+        (B,3,H,W images in [-1, 1] at the model size) and ``strength`` s < 1 it is SDEdit: the last
+        ``round(s * steps)`` timesteps (at least one), from the encoded image noised to the first of them
+        with the same seeded noise, so the image keeps the init's layout and takes the target's look.
+        """
+        if init is None or strength >= 1.0:
+            return sched.timesteps, noise * sched.init_noise_sigma
+        if strength <= 0.0:
+            raise UrbangenError(f"strength must be in (0, 1], got {strength}")
+        run = max(1, round(strength * len(sched.timesteps)))
+        first = len(sched.timesteps) - run
+        if hasattr(sched, "set_begin_index"):  # multistep / sigma schedulers index their state by step
+            sched.set_begin_index(first)
+        timesteps = sched.timesteps[first:]
+        clean = self.modules.encode(init.to(self.device, self.dtype), sample=False).float()
+        return timesteps, sched.add_noise(clean, noise.to(clean.device), timesteps[:1])
+
+    def init_tensor(self, images: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """(B,H,W,3) uint8 images -> (B,3,h,w) float in [-1, 1] at the model-space ``size`` (bicubic)."""
+        images = _resize_stack(np.asarray(images, dtype=np.uint8), size, Image.Resampling.BICUBIC)
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
     @torch.inference_mode()
     def sample_batch(
         self,
@@ -194,11 +224,13 @@ class Generator:
         guidance: float,
         scheduler: str,
         domain: int = 0,
+        init: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """Run the denoising loop for one batch at model-space ``size``; returns images in [-1, 1]."""
         sched = self.make_scheduler(scheduler, steps)
-        x = self.initial_noise(seeds, size) * sched.init_noise_sigma
-        for t in sched.timesteps:
+        timesteps, x = self.start(sched, self.initial_noise(seeds, size), init, strength)
+        for t in timesteps:
             model_in = sched.scale_model_input(x, t)
             x = sched.step(self.denoise(model_in, t, cond, guidance, domain), t, x).prev_sample
         return self.decode(x)
@@ -214,17 +246,29 @@ class Generator:
         batch_size: int = 8,
         size_mode: str = "model",
         domain: str | None = None,
+        init: np.ndarray | None = None,
+        strength: float = 1.0,
     ) -> np.ndarray:
         """Render (B,H,W) uint8 trainIds into (B,H,W,3) uint8 images at the labels' size.
 
         ``size_mode="model"`` resizes labels (nearest) to the model resolution and the images back;
         ``"native"`` generates at the labels' own size, which must be divisible by ``size_multiple``.
         ``guidance`` defaults to the generator's recorded value. Depth is in metres (0 = invalid).
+        ``init`` (B,H,W,3) uint8 images of the label maps (a source dataset's renders) with ``strength``
+        < 1 start each image from its init image instead of pure noise (:meth:`start`).
         """
         labels = self._check_labels(labels)
         b, h, w = labels.shape
         if len(seeds) != b:
             raise UrbangenError(f"got {len(seeds)} seeds for {b} label maps: one seed per map is needed")
+        if not 0.0 < strength <= 1.0:
+            raise UrbangenError(f"strength must be in (0, 1], got {strength}")
+        if strength < 1.0:
+            if init is None:
+                raise UrbangenError(f"strength {strength} < 1 starts from init images: pass init")
+            init = np.asarray(init)
+            if init.shape != (b, h, w, 3) or init.dtype != np.uint8:
+                raise UrbangenError(f"init must be uint8 images of shape {(b, h, w, 3)}, got {init.dtype} {init.shape}")
         if depth is not None:
             depth = np.asarray(depth, dtype=np.float32)
             depth = depth[None] if depth.ndim == 2 else depth
@@ -248,7 +292,10 @@ class Generator:
             lab = _resize_stack(labels[start:stop], size, Image.Resampling.NEAREST)
             dep = _resize_stack(depth[start:stop], size, Image.Resampling.NEAREST) if depth is not None else None
             cond = self.condition(lab, dep) if self.spec is not None else None
-            images = self.sample_batch(cond, list(seeds[start:stop]), size, steps, guidance, scheduler, domain_id)
+            first = self.init_tensor(init[start:stop], size) if strength < 1.0 else None
+            images = self.sample_batch(
+                cond, list(seeds[start:stop]), size, steps, guidance, scheduler, domain_id, first, strength
+            )
             out[start:stop] = _resize_stack(to_uint8(images), (h, w), Image.Resampling.BICUBIC)
         return out
 

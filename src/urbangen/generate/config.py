@@ -9,6 +9,7 @@ Example (``urbangen generate --config gen.yaml``)::
     candidates: 4
     seed: 0
     steps: 20
+    strength: 1.0            # < 1: start from the source image (SDEdit)
     guidance: 2.0
     mcoc: {threshold: 0.5}
     rectify: {object_threshold: 0.3, boundary_band: 3, boundary_confidence: 0.9}
@@ -91,6 +92,9 @@ class GenerateConfig(StrictModel):
     candidates: int = Field(default=4, ge=1)
     seed: int = 0
     steps: int = Field(default=20, ge=1)
+    # 1: each candidate starts from pure noise; s < 1: from the source image noised to the last s of the
+    # schedule (SDEdit: the source's layout, the target's look; needs a source format with images)
+    strength: float = Field(default=1.0, gt=0.0, le=1.0)
     guidance: float | None = None
     scheduler: Literal["ddim", "dpm", "euler"] = "ddim"
     batch_size: int = Field(default=8, ge=1)

@@ -209,12 +209,14 @@ class FastGenerator(Generator):
         guidance: float,
         scheduler: str,
         domain: int = 0,
+        init: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """The reference loop with the fused denoiser; returns the final latents (float32)."""
         sched = self.make_scheduler(scheduler, steps)
-        x = self.initial_noise(seeds, size) * sched.init_noise_sigma
+        timesteps, x = self.start(sched, self.initial_noise(seeds, size), init, strength)
         module, control_in, states = self.step_inputs(cond, len(seeds), guidance, domain)
-        for t in sched.timesteps:
+        for t in timesteps:
             model_in = sched.scale_model_input(x, t).to(self.dtype)
             if self.cuda and self.engine.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
@@ -232,7 +234,9 @@ class FastGenerator(Generator):
         guidance: float,
         scheduler: str,
         domain: int = 0,
+        init: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """:meth:`denoise_loop` then the VAE decoder in chunks; images in [-1, 1] (float32)."""
-        x = self.denoise_loop(cond, seeds, size, steps, guidance, scheduler, domain)
+        x = self.denoise_loop(cond, seeds, size, steps, guidance, scheduler, domain, init, strength)
         return torch.cat([self.decode(chunk) for chunk in x.split(self.vae_batch)])

@@ -18,7 +18,9 @@ from urbangen.generate.config import GenerateConfig
 
 
 class GeneratorLike(Protocol):
-    """Renders label maps: image i depends only on ``labels[i]``, ``depth[i]`` and ``seeds[i]``."""
+    """Renders label maps: image i depends only on ``labels[i]``, ``depth[i]``, ``seeds[i]`` (and ``init[i]``).
+
+    ``init``/``strength`` are passed only when ``strength`` < 1 (SDEdit from the source images)."""
 
     digest: str
 
@@ -31,6 +33,8 @@ class GeneratorLike(Protocol):
         guidance: float | None = None,
         scheduler: str = "ddim",
         batch_size: int = 8,
+        init: np.ndarray | None = None,
+        strength: float = 1.0,
     ) -> np.ndarray: ...
 
 

@@ -48,6 +48,7 @@ def fingerprint(cfg: GenerateConfig, source: LabelSource, generator_digest: str)
         "seed": cfg.seed,
         "candidates": cfg.candidates,
         "steps": cfg.steps,
+        "strength": cfg.strength,
         "guidance": cfg.guidance,
         "scheduler": cfg.scheduler,
         "engine": cfg.engine.kind,
@@ -80,6 +81,9 @@ def _render(
         kwargs: dict[str, Any] = {"steps": cfg.steps, "scheduler": cfg.scheduler, "batch_size": cfg.batch_size}
         if cfg.guidance is not None:
             kwargs["guidance"] = cfg.guidance
+        if cfg.strength < 1.0:
+            kwargs["init"] = np.repeat(np.stack([maps[i].image for i in members]), K, axis=0)
+            kwargs["strength"] = cfg.strength
         flat_seeds = [s for i in members for s in seeds[i]]
         out = np.asarray(generator.generate(labels, flat_seeds, depth=depth, **kwargs))
         expected = (len(flat_seeds), *shape, 3)
@@ -130,7 +134,7 @@ def generate_candidates(
         for batch in batches:
             if all(i in done for i in batch):
                 continue
-            maps = [source.load(i) for i in batch]
+            maps = [source.load(i, image=cfg.strength < 1.0) for i in batch]
             images, seeds = _render(generator, maps, cfg)
             for m, imgs, sds in zip(maps, images, seeds, strict=True):
                 if m.id in done:

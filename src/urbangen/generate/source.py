@@ -28,6 +28,7 @@ class LabelMap:
     depth: np.ndarray | None = None
     instance_path: Path | None = None
     depth_path: Path | None = None
+    image: np.ndarray | None = None
 
 
 class LabelSource:
@@ -65,10 +66,16 @@ class LabelSource:
         """The source's identity for lineage records."""
         return {"format": self.cfg.format, "root": str(Path(self.cfg.root).resolve()), "split": self.cfg.split}
 
-    def load(self, sample_id: str) -> LabelMap:
+    def load(self, sample_id: str, image: bool = False) -> LabelMap:
+        """One sample; ``image``: with its source image (RGB uint8, the label map's size) as well."""
         entry = self._samples.get(sample_id)
         if entry is None:
             raise UrbangenError(f"sample {sample_id!r} is not in the source {self.cfg.root}")
+        if image and self._reader is None:
+            raise UrbangenError(
+                f"source.format {LABELS_FORMAT!r} has label maps only: starting from source images (strength < 1) "
+                "needs a dataset format with images"
+            )
         if self._reader is None:
             label = train_ids().apply(read_label(entry), unknown=self.cfg.unknown, source_path=entry)
             instance_path = None
@@ -86,7 +93,17 @@ class LabelSource:
                     + (f" (expected {depth_path})" if depth_path else "")
                 )
             depth = read_label(depth_path)
-        for name, array in (("instance", instance), ("depth", depth)):
-            if array is not None and array.shape != label.shape:
-                raise UrbangenError(f"sample {sample_id}: {name} map is {array.shape}, its label map {label.shape}")
-        return LabelMap(sample_id, label, instance, depth, instance_path, depth_path if depth is not None else None)
+        if image:
+            from urbangen.datasets.base import load_image
+
+            rgb = load_image(entry)
+        else:
+            rgb = None
+        for name, array in (("instance", instance), ("depth", depth), ("image", rgb)):
+            if array is not None and array.shape[:2] != label.shape:
+                raise UrbangenError(
+                    f"sample {sample_id}: {name} is {array.shape[1]}x{array.shape[0]}, its label map "
+                    f"{label.shape[1]}x{label.shape[0]}"
+                )
+        depth_path = depth_path if depth is not None else None
+        return LabelMap(sample_id, label, instance, depth, instance_path, depth_path, rgb)
