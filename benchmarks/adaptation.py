@@ -252,11 +252,10 @@ def regenerate(args: argparse.Namespace) -> dict:
     parts = demo_artefacts(run)
     changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set or [])}
     cfg = load_pipeline_config(None, scale=args.scale, seed=args.seed)
-    cfg.generate = {**cfg.generate, **changes}
-    seg_model = parts["fda"] / "seed-0"
+    cfg = cfg.model_copy(update={"generate": {**cfg.generate, **changes}})
     timings, result = {}, {"run": str(run), "changes": changes}
     start = time.perf_counter()
-    gen = _generate_config(cfg, parts["generator"], parts["source"], out / "candidates", seg_model)
+    gen = _generate_config(cfg, parts["generator"], parts["source"], out / "candidates", parts["fda"])
     generate_candidates(gen, out_dir=out / "candidates")
     timings["generate_s"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
