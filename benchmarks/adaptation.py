@@ -8,6 +8,9 @@ its own process so its peak RSS is its own; on CUDA the peak allocated GPU memor
 filtering and rectification, then the ``urbangen`` and ``urbangen_nofilter`` segmenters and their val mIoU,
 reusing the run's world, baselines, pseudo-labels and adapted generator (minutes instead of a whole demo).
 
+``compose``: candidate 0 of a finished demo run, optionally with the source render's high frequencies,
+as the only training data of a segmenter (is the generator's appearance or its detail the problem?).
+
 ``demo``: the ``small``-scale demonstration on world data: adapt on ``real``-style target images with
 their labels (pseudo-labels, or ground truth as a stand-in), render ``sim`` label maps, save a grid, and,
 given a segmenter trained on ``real`` images, score how well it recovers the conditioning labels from the
@@ -275,6 +278,40 @@ def regenerate(args: argparse.Namespace) -> dict:
     return result
 
 
+def compose(args: argparse.Namespace) -> dict:
+    """Candidate 0 of every map of a finished demo run with its low frequencies kept and its high ones
+    replaced by the source render's (Gaussian split at ``--sigma`` px; 0 = the candidate as it is), then a
+    segmenter on those images and the source labels: does the generator's appearance or its lack of
+    detail hold urbangen back?"""
+    from PIL import Image, ImageFilter
+
+    from urbangen.datasets import open_dataset
+    from urbangen.io import read_rgb, write_png
+
+    run, out = Path(args.run), Path(args.out)
+    parts = demo_artefacts(run)
+    source = open_dataset("cityscapes", parts["source"])
+    shards = sorted(run.glob("for-loop-*/**/samples"))
+
+    def low(image: np.ndarray) -> np.ndarray:
+        bands = [Image.fromarray(image[..., c]).filter(ImageFilter.GaussianBlur(args.sigma)) for c in range(3)]
+        return np.stack([np.asarray(b, dtype=np.float32) for b in bands], axis=-1)
+
+    for sample in source.index("train").samples:
+        folder = next(s / sample.id for s in shards if (s / sample.id).is_dir())
+        image = read_rgb(folder / "candidate_0.png")
+        if args.sigma > 0:
+            render = read_rgb(sample.image)
+            image = np.clip(low(image) + render - low(render), 0, 255).astype(np.uint8)
+        labels = source.load_train_ids(sample)
+        write_png(out / "leftImg8bit" / "train" / "c" / f"{sample.id}_leftImg8bit.png", image)
+        write_png(out / "gtFine" / "train" / "c" / f"{sample.id}_gtFine_labelTrainIds.png", labels)
+    data = {"format": "cityscapes", "root": str(out), "split": "train"}
+    result = {"sigma": args.sigma, "mIoU": train_and_score([data], parts["val"], out / "seg", args.seg_iterations)}
+    print(f"candidate 0, detail from the source above sigma {args.sigma}: {result['mIoU']:.2f} mIoU on val")
+    return result
+
+
 def save_grid(path: Path, labels, sims, generated, real_root) -> None:
     """Rows: label map | sim render | generated | a real target image (for the look)."""
     from PIL import Image
@@ -330,6 +367,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="the run's --seed (generation seeds derive from it)")
     p.add_argument("--seg-iterations", type=int, default=800, help="the demo's own segmenter iterations")
     p.add_argument("--json", type=Path)
+    p = sub.add_parser("compose", help="candidate 0 of a finished demo run + the source render's detail")
+    p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--sigma", type=float, default=2.0, help="Gaussian sigma (px) of the split; 0: candidate only")
+    p.add_argument("--seg-iterations", type=int, default=800)
+    p.add_argument("--json", type=Path)
     p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")
     p.add_argument("--real", type=Path, required=True, help="real-style world dataset root (train split)")
     p.add_argument("--labels", type=Path, required=True, help="labels for the real train images (<id>.png)")
@@ -338,7 +381,7 @@ def main() -> None:
     p.add_argument("--resolution", type=int, nargs=2, default=[64, 128], metavar=("H", "W"))
     p.add_argument("--seg-iterations", type=int, default=1200)
     args = parser.parse_args()
-    commands = {"speed": speed, "demo": demo, "ceiling": ceiling, "regenerate": regenerate}
+    commands = {"speed": speed, "demo": demo, "ceiling": ceiling, "regenerate": regenerate, "compose": compose}
     result = commands[args.command](args)
     if getattr(args, "json", None):
         args.json.write_text(json.dumps(result, indent=2))

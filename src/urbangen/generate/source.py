@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from urbangen.datasets.base import load_image
 from urbangen.errors import UrbangenError
 from urbangen.generate.config import SourceConfig
 from urbangen.io import read_label
@@ -93,12 +94,7 @@ class LabelSource:
                     + (f" (expected {depth_path})" if depth_path else "")
                 )
             depth = read_label(depth_path)
-        if image:
-            from urbangen.datasets.base import load_image
-
-            rgb = load_image(entry)
-        else:
-            rgb = None
+        rgb = load_image(entry) if image else None
         for name, array in (("instance", instance), ("depth", depth), ("image", rgb)):
             if array is not None and array.shape[:2] != label.shape:
                 raise UrbangenError(
