@@ -297,6 +297,7 @@ def compose(args: argparse.Namespace) -> dict:
         bands = [Image.fromarray(image[..., c]).filter(ImageFilter.GaussianBlur(args.sigma)) for c in range(3)]
         return np.stack([np.asarray(b, dtype=np.float32) for b in bands], axis=-1)
 
+    stats = target_class_stats(parts["target"], parts["pseudo-label"]) if args.calibrate else None
     for sample in source.index("train").samples:
         folder = next(s / sample.id for s in shards if (s / sample.id).is_dir())
         image = read_rgb(folder / "candidate_0.png")
@@ -304,12 +305,44 @@ def compose(args: argparse.Namespace) -> dict:
             render = read_rgb(sample.image)
             image = np.clip(low(image) + render - low(render), 0, 255).astype(np.uint8)
         labels = source.load_train_ids(sample)
+        if stats is not None:
+            image = calibrate(image, labels, stats)
         write_png(out / "leftImg8bit" / "train" / "c" / f"{sample.id}_leftImg8bit.png", image)
         write_png(out / "gtFine" / "train" / "c" / f"{sample.id}_gtFine_labelTrainIds.png", labels)
     data = {"format": "cityscapes", "root": str(out), "split": "train"}
-    result = {"sigma": args.sigma, "mIoU": train_and_score([data], parts["val"], out / "seg", args.seg_iterations)}
+    score = train_and_score([data], parts["val"], out / "seg", args.seg_iterations)
+    result = {"sigma": args.sigma, "calibrate": args.calibrate, "mIoU": score}
     print(f"candidate 0, detail from the source above sigma {args.sigma}: {result['mIoU']:.2f} mIoU on val")
     return result
+
+
+def target_class_stats(target: Path, labels: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per class: mean and std of the RGB values of the target train images under its pseudo-labels."""
+    from urbangen.datasets import open_dataset
+    from urbangen.io import read_label, read_rgb
+
+    pixels: dict[int, list[np.ndarray]] = {}
+    for sample in open_dataset("cityscapes", target).index("train").samples:
+        label_path = labels / f"{sample.id}.png"
+        if not label_path.is_file():
+            continue
+        image, label = read_rgb(sample.image).reshape(-1, 3), read_label(label_path).reshape(-1)
+        for c in np.unique(label[label != 255]):
+            pixels.setdefault(int(c), []).append(image[label == c][::7].astype(np.float32))
+    return {c: (np.concatenate(v).mean(0), np.concatenate(v).std(0) + 1.0) for c, v in pixels.items()}
+
+
+def calibrate(image: np.ndarray, labels: np.ndarray, stats: dict) -> np.ndarray:
+    """Give every class region of ``image`` the target's colour mean and spread for that class."""
+    out = image.astype(np.float32)
+    for c in np.unique(labels[labels != 255]):
+        mask = labels == c
+        if int(c) not in stats or mask.sum() < 20:
+            continue
+        mean, std = stats[int(c)]
+        region = out[mask]
+        out[mask] = (region - region.mean(0)) / (region.std(0) + 1.0) * std + mean
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def save_grid(path: Path, labels, sims, generated, real_root) -> None:
@@ -371,6 +404,7 @@ def main() -> None:
     p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--sigma", type=float, default=2.0, help="Gaussian sigma (px) of the split; 0: candidate only")
+    p.add_argument("--calibrate", action="store_true", help="per class, match the target's colour mean and std")
     p.add_argument("--seg-iterations", type=int, default=800)
     p.add_argument("--json", type=Path)
     p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")

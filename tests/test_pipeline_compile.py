@@ -34,7 +34,7 @@ STEPS = {
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     path = tmp_path_factory.mktemp("kfp") / "pipeline.yaml"
-    compile_pipeline(preset("demo"), path)
+    compile_pipeline(preset("demo", generate_shards=3), path)  # as a cluster run would shard generation
     spec, platform = yaml.safe_load_all(path.read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
@@ -48,7 +48,7 @@ def test_one_task_per_step_and_parallel_for(compiled):
     spec, _ = compiled
     tasks = spec["root"]["dag"]["tasks"]
     loop = tasks["for-loop-2"]
-    assert loop["parameterIterator"]["items"]["raw"] == "[0, 1]"
+    assert loop["parameterIterator"]["items"]["raw"] == "[0, 1, 2]"
     inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     names = {_base(t) for t in tasks} | {_base(t) for t in inner}
     assert names >= STEPS
