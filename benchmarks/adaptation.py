@@ -286,6 +286,7 @@ def compose(args: argparse.Namespace) -> dict:
     from PIL import Image, ImageFilter
 
     from urbangen.datasets import open_dataset
+    from urbangen.diffusion.appearance import calibrate
     from urbangen.io import read_rgb, write_png
 
     run, out = Path(args.run), Path(args.out)
@@ -316,33 +317,15 @@ def compose(args: argparse.Namespace) -> dict:
     return result
 
 
-def target_class_stats(target: Path, labels: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Per class: mean and std of the RGB values of the target train images under its pseudo-labels."""
+def target_class_stats(target: Path, labels: Path) -> dict[str, list]:
+    """What stage 2 records: per class, the target train images' colour mean and spread under ``labels``."""
     from urbangen.datasets import open_dataset
+    from urbangen.diffusion.appearance import class_colour_stats
     from urbangen.io import read_label, read_rgb
 
-    pixels: dict[int, list[np.ndarray]] = {}
-    for sample in open_dataset("cityscapes", target).index("train").samples:
-        label_path = labels / f"{sample.id}.png"
-        if not label_path.is_file():
-            continue
-        image, label = read_rgb(sample.image).reshape(-1, 3), read_label(label_path).reshape(-1)
-        for c in np.unique(label[label != 255]):
-            pixels.setdefault(int(c), []).append(image[label == c][::7].astype(np.float32))
-    return {c: (np.concatenate(v).mean(0), np.concatenate(v).std(0) + 1.0) for c, v in pixels.items()}
-
-
-def calibrate(image: np.ndarray, labels: np.ndarray, stats: dict) -> np.ndarray:
-    """Give every class region of ``image`` the target's colour mean and spread for that class."""
-    out = image.astype(np.float32)
-    for c in np.unique(labels[labels != 255]):
-        mask = labels == c
-        if int(c) not in stats or mask.sum() < 20:
-            continue
-        mean, std = stats[int(c)]
-        region = out[mask]
-        out[mask] = (region - region.mean(0)) / (region.std(0) + 1.0) * std + mean
-    return np.clip(out, 0, 255).astype(np.uint8)
+    samples = open_dataset("cityscapes", target).index("train").samples
+    samples = [s for s in samples if (labels / f"{s.id}.png").is_file()]
+    return class_colour_stats((read_rgb(s.image), read_label(labels / f"{s.id}.png")) for s in samples)
 
 
 def save_grid(path: Path, labels, sims, generated, real_root) -> None:

@@ -155,7 +155,8 @@ DEMO = {
             "control": "concat",
         },
     },
-    "generate": {"candidates": 2, "steps": 10, "batch_size": 16},
+    # calibrate: each class region takes the target's colours recorded by stage 2 (docs/BENCHMARKS.md)
+    "generate": {"candidates": 2, "steps": 10, "batch_size": 16, "calibrate": True},
 }
 
 SCALES: dict[str, dict[str, Any]] = {

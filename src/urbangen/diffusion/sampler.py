@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from urbangen.diffusion.appearance import calibrate as calibrate_colours
 from urbangen.diffusion.artefacts import load_generator
 from urbangen.diffusion.build import Modules, fused_control
 from urbangen.diffusion.conditioning import ConditionSpec, condition_tensor
@@ -248,6 +249,7 @@ class Generator:
         domain: str | None = None,
         init: np.ndarray | None = None,
         strength: float = 1.0,
+        calibrate: bool = False,
     ) -> np.ndarray:
         """Render (B,H,W) uint8 trainIds into (B,H,W,3) uint8 images at the labels' size.
 
@@ -255,7 +257,9 @@ class Generator:
         ``"native"`` generates at the labels' own size, which must be divisible by ``size_multiple``.
         ``guidance`` defaults to the generator's recorded value. Depth is in metres (0 = invalid).
         ``init`` (B,H,W,3) uint8 images of the label maps (a source dataset's renders) with ``strength``
-        < 1 start each image from its init image instead of pure noise (:meth:`start`).
+        < 1 start each image from its init image instead of pure noise (:meth:`start`). ``calibrate``
+        gives every class region the target's colour statistics recorded by stage 2
+        (:func:`urbangen.diffusion.appearance.calibrate`).
         """
         labels = self._check_labels(labels)
         b, h, w = labels.shape
@@ -284,6 +288,12 @@ class Generator:
                 f"labels are {h}x{w}: size_mode=native needs height and width divisible by {self.size_multiple} "
                 "(use size_mode=model to resize)"
             )
+        stats = self.config.get("appearance")
+        if calibrate and not stats:
+            raise UrbangenError(
+                "calibrate: this generator has no target colour statistics (urbangen.json 'appearance', recorded "
+                "by stage 2 since 2026-11-26): adapt stage 2 again or turn calibration off"
+            )
         guidance = float(self.config.get("sampling", {}).get("guidance", 1.0) if guidance is None else guidance)
         domain_id = self.domain_index(domain)
         out = np.empty((b, h, w, 3), dtype=np.uint8)
@@ -297,6 +307,9 @@ class Generator:
                 cond, list(seeds[start:stop]), size, steps, guidance, scheduler, domain_id, first, strength
             )
             out[start:stop] = _resize_stack(to_uint8(images), (h, w), Image.Resampling.BICUBIC)
+            if calibrate:
+                for i in range(start, stop):
+                    out[i] = calibrate_colours(out[i], labels[i], stats)
         return out
 
     def _check_labels(self, labels: np.ndarray) -> np.ndarray:

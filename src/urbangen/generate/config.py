@@ -95,6 +95,8 @@ class GenerateConfig(StrictModel):
     # 1: each candidate starts from pure noise; s < 1: from the source image noised to the last s of the
     # schedule (SDEdit: the source's layout, the target's look; needs a source format with images)
     strength: float = Field(default=1.0, gt=0.0, le=1.0)
+    # give every class region the target's colour mean and spread recorded by stage 2 (urbangen.diffusion.appearance)
+    calibrate: bool = False
     guidance: float | None = None
     scheduler: Literal["ddim", "dpm", "euler"] = "ddim"
     batch_size: int = Field(default=8, ge=1)

@@ -20,7 +20,8 @@ from urbangen.generate.config import GenerateConfig
 class GeneratorLike(Protocol):
     """Renders label maps: image i depends only on ``labels[i]``, ``depth[i]``, ``seeds[i]`` (and ``init[i]``).
 
-    ``init``/``strength`` are passed only when ``strength`` < 1 (SDEdit from the source images)."""
+    ``init``/``strength`` are passed only when ``strength`` < 1 (SDEdit from the source images), ``calibrate``
+    only when true."""
 
     digest: str
 
@@ -35,6 +36,7 @@ class GeneratorLike(Protocol):
         batch_size: int = 8,
         init: np.ndarray | None = None,
         strength: float = 1.0,
+        calibrate: bool = False,
     ) -> np.ndarray: ...
 
 

@@ -49,6 +49,7 @@ def fingerprint(cfg: GenerateConfig, source: LabelSource, generator_digest: str)
         "candidates": cfg.candidates,
         "steps": cfg.steps,
         "strength": cfg.strength,
+        "calibrate": cfg.calibrate,
         "guidance": cfg.guidance,
         "scheduler": cfg.scheduler,
         "engine": cfg.engine.kind,
@@ -84,6 +85,8 @@ def _render(
         if cfg.strength < 1.0:
             kwargs["init"] = np.repeat(np.stack([maps[i].image for i in members]), K, axis=0)
             kwargs["strength"] = cfg.strength
+        if cfg.calibrate:
+            kwargs["calibrate"] = True
         flat_seeds = [s for i in members for s in seeds[i]]
         out = np.asarray(generator.generate(labels, flat_seeds, depth=depth, **kwargs))
         expected = (len(flat_seeds), *shape, 3)
