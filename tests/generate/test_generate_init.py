@@ -122,3 +122,32 @@ def test_generation_run_starts_from_the_source_images(tmp_path, tiny_generator):
     )
     with pytest.raises(UrbangenError, match="has label maps only"):
         generate_candidates(cfg)
+
+
+def test_generation_run_calibrates_colours_with_the_generators_statistics(tmp_path, tiny_generator):
+    import json
+    import shutil
+
+    from urbangen.generate.run import generate_candidates
+    from urbangen.io import read_rgb
+
+    source = write_source(tmp_path / "sim", 2)
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_generator, plain)
+    cfg = GenerateConfig(
+        source=SourceConfig(root=source), generator=plain, out=tmp_path / "a", candidates=1, steps=2, calibrate=True
+    )
+    with pytest.raises(UrbangenError, match="no target colour statistics"):
+        generate_candidates(cfg)
+    stats = {str(c): [[40.0 + 10 * c, 90.0, 160.0], [6.0, 6.0, 6.0]] for c in range(19)}
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(tiny_generator, calibrated)
+    meta = json.loads((calibrated / "urbangen.json").read_text())
+    (calibrated / "urbangen.json").write_text(json.dumps({**meta, "appearance": stats}))
+    out = Path(generate_candidates(cfg.model_copy(update={"generator": calibrated}))["out"])
+    for i in range(2):
+        image = read_rgb(out / "samples" / f"sim_000000_{i:06d}" / "candidate_0.png")
+        label = blocks_label(i)
+        for c in np.unique(label[label != 255]):
+            if (label == c).sum() >= 20:
+                assert np.abs(image[label == c].mean(0) - stats[str(c)][0]).max() < 3
