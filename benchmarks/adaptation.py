@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# generate settings that change only filtering/rectification: ``regenerate`` reuses the run's candidates
+FILTER_SETTINGS = {"filter", "mcoc", "rectify", "segment_batch_size", "preview_rows"}
 
 # the recommended ``small`` CPU settings (docs/adaptation.md); --config replaces them
 SMALL = {
@@ -258,8 +263,16 @@ def regenerate(args: argparse.Namespace) -> dict:
     cfg = cfg.model_copy(update={"generate": {**cfg.generate, **changes}})
     timings, result = {}, {"run": str(run), "changes": changes}
     start = time.perf_counter()
-    gen = _generate_config(cfg, parts["generator"], parts["source"], out / "candidates", parts["fda"])
-    generate_candidates(gen, out_dir=out / "candidates")
+    generator = with_exemplars(parts, out / "generator") if cfg.generate.get("calibrate") == "exemplar" else None
+    gen = _generate_config(cfg, generator or parts["generator"], parts["source"], out / "candidates", parts["fda"])
+    if args.candidates_from:
+        # a filter-only what-if: these candidates (the run's, or another what-if's) are what it would render
+        if not set(changes) <= FILTER_SETTINGS:
+            raise SystemExit(f"--candidates-from takes filter settings only ({sorted(FILTER_SETTINGS)})")
+        if not (out / "candidates").exists():
+            shutil.copytree(args.candidates_from, out / "candidates", copy_function=os.link)
+    else:
+        generate_candidates(gen, out_dir=out / "candidates")
     timings["generate_s"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     summary = filter_and_rectify(gen, out / "candidates", out / "generated")
@@ -268,6 +281,8 @@ def regenerate(args: argparse.Namespace) -> dict:
     timings["filter_s"] = round(time.perf_counter() - start, 1)
     result["kept"], result["mean_best_mcoc"] = summary["kept"], summary["mean_best_mcoc"]
     for method, data in (("urbangen", out / "generated"), ("urbangen_nofilter", out / "unfiltered")):
+        if method not in args.methods.split(","):
+            continue
         start = time.perf_counter()
         source = {"format": "cityscapes", "root": str(data), "split": "train"}
         result[method] = train_and_score([source], parts["val"], out / f"seg-{method}", args.seg_iterations)
@@ -276,6 +291,20 @@ def regenerate(args: argparse.Namespace) -> dict:
     result["timings"] = timings
     (out / "regenerate.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def with_exemplars(parts: dict[str, Path], out: Path) -> Path | None:
+    """A copy of a run's stage-2 generator with the per-image target colours that stage 2 records since
+    exemplar calibration exists (runs made before lack them); None when the generator has them."""
+    meta = json.loads((parts["generator"] / "stage2" / "urbangen.json").read_text())
+    if meta.get("appearance_exemplars"):
+        return None
+    if not (out / "stage2" / "urbangen.json").is_file():
+        shutil.copytree(parts["generator"] / "stage2", out / "stage2", copy_function=os.link, dirs_exist_ok=True)
+        meta["appearance_exemplars"] = target_exemplars(parts["target"], parts["pseudo-label"])
+        (out / "stage2" / "urbangen.json").unlink()
+        (out / "stage2" / "urbangen.json").write_text(json.dumps(meta))
+    return out
 
 
 def compose(args: argparse.Namespace) -> dict:
@@ -299,20 +328,22 @@ def compose(args: argparse.Namespace) -> dict:
         return np.stack([np.asarray(b, dtype=np.float32) for b in bands], axis=-1)
 
     stats = target_class_stats(parts["target"], parts["pseudo-label"]) if args.calibrate else None
-    for sample in source.index("train").samples:
+    exemplars = target_exemplars(parts["target"], parts["pseudo-label"]) if args.calibrate == "exemplar" else None
+    for n, sample in enumerate(source.index("train").samples):
         folder = next(s / sample.id for s in shards if (s / sample.id).is_dir())
-        image = read_rgb(folder / "candidate_0.png")
-        if args.sigma > 0:
-            render = read_rgb(sample.image)
-            image = np.clip(low(image) + render - low(render), 0, 255).astype(np.uint8)
         labels = source.load_train_ids(sample)
-        if stats is not None:
-            image = calibrate(image, labels, stats)
-        write_png(out / "leftImg8bit" / "train" / "c" / f"{sample.id}_leftImg8bit.png", image)
-        write_png(out / "gtFine" / "train" / "c" / f"{sample.id}_gtFine_labelTrainIds.png", labels)
+        for k in range(args.candidates):
+            image = read_rgb(folder / f"candidate_{k}.png")
+            if args.sigma > 0:
+                render = read_rgb(sample.image)
+                image = np.clip(low(image) + render - low(render), 0, 255).astype(np.uint8)
+            if stats is not None:
+                image = calibrate(image, labels, stats, exemplars=exemplars, seed=n * args.candidates + k)
+            write_png(out / "leftImg8bit" / "train" / "c" / f"{sample.id}-{k}_leftImg8bit.png", image)
+            write_png(out / "gtFine" / "train" / "c" / f"{sample.id}-{k}_gtFine_labelTrainIds.png", labels)
     data = {"format": "cityscapes", "root": str(out), "split": "train"}
     score = train_and_score([data], parts["val"], out / "seg", args.seg_iterations)
-    result = {"sigma": args.sigma, "calibrate": args.calibrate, "mIoU": score}
+    result = {"sigma": args.sigma, "calibrate": args.calibrate, "candidates": args.candidates, "mIoU": score}
     print(f"candidate 0, detail from the source above sigma {args.sigma}: {result['mIoU']:.2f} mIoU on val")
     return result
 
@@ -326,6 +357,17 @@ def target_class_stats(target: Path, labels: Path) -> dict[str, list]:
     samples = open_dataset("cityscapes", target).index("train").samples
     samples = [s for s in samples if (labels / f"{s.id}.png").is_file()]
     return class_colour_stats((read_rgb(s.image), read_label(labels / f"{s.id}.png")) for s in samples)
+
+
+def target_exemplars(target: Path, labels: Path) -> list[dict[str, list]]:
+    """What stage 2 records for exemplar calibration: per target train image, its class colour statistics."""
+    from urbangen.datasets import open_dataset
+    from urbangen.diffusion.appearance import image_colour_stats
+    from urbangen.io import read_label, read_rgb
+
+    samples = open_dataset("cityscapes", target).index("train").samples
+    samples = [s for s in samples if (labels / f"{s.id}.png").is_file()]
+    return image_colour_stats((read_rgb(s.image), read_label(labels / f"{s.id}.png")) for s in samples)
 
 
 def save_grid(path: Path, labels, sims, generated, real_root) -> None:
@@ -382,12 +424,25 @@ def main() -> None:
     p.add_argument("--scale", default="demo")
     p.add_argument("--seed", type=int, default=0, help="the run's --seed (generation seeds derive from it)")
     p.add_argument("--seg-iterations", type=int, default=800, help="the demo's own segmenter iterations")
+    p.add_argument("--methods", default="urbangen,urbangen_nofilter", help="segmenters to train (comma list)")
+    p.add_argument(
+        "--candidates-from",
+        type=Path,
+        help="filter-only what-if on these candidates (RUN/for-loop-*/generate-shard/candidates, or OUT/candidates)",
+    )
     p.add_argument("--json", type=Path)
     p = sub.add_parser("compose", help="candidate 0 of a finished demo run + the source render's detail")
     p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--sigma", type=float, default=2.0, help="Gaussian sigma (px) of the split; 0: candidate only")
-    p.add_argument("--calibrate", action="store_true", help="per class, match the target's colour mean and std")
+    p.add_argument(
+        "--calibrate",
+        nargs="?",
+        const="pooled",
+        choices=["pooled", "exemplar"],
+        help="per class, match the target's pooled colour mean and std, or a random target image's",
+    )
+    p.add_argument("--candidates", type=int, default=1, help="use candidates 0..N-1 of every map")
     p.add_argument("--seg-iterations", type=int, default=800)
     p.add_argument("--json", type=Path)
     p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")

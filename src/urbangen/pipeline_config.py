@@ -155,8 +155,8 @@ DEMO = {
             "control": "concat",
         },
     },
-    # calibrate: each class region takes the target's colours recorded by stage 2 (docs/BENCHMARKS.md)
-    "generate": {"candidates": 2, "steps": 10, "batch_size": 16, "calibrate": True},
+    # calibrate: each class region takes the colours of one target image recorded by stage 2 (docs/BENCHMARKS.md)
+    "generate": {"candidates": 2, "steps": 10, "batch_size": 16, "calibrate": "exemplar"},
 }
 
 SCALES: dict[str, dict[str, Any]] = {

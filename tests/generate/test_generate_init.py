@@ -151,3 +151,17 @@ def test_generation_run_calibrates_colours_with_the_generators_statistics(tmp_pa
         for c in np.unique(label[label != 255]):
             if (label == c).sum() >= 20:
                 assert np.abs(image[label == c].mean(0) - stats[str(c)][0]).max() < 3
+    assert cfg.calibrate == "pooled"  # the setting's first, boolean form
+
+    exemplars = [{str(c): [[20.0 + 5 * c + 100 * e, 60.0, 90.0], [4.0, 4.0, 4.0]] for c in range(19)} for e in (0, 1)]
+    (calibrated / "urbangen.json").write_text(
+        json.dumps({**meta, "appearance": stats, "appearance_exemplars": exemplars})
+    )
+    drawn = cfg.model_copy(update={"generator": calibrated, "calibrate": "exemplar", "out": tmp_path / "b"})
+    out = Path(generate_candidates(drawn)["out"])
+    for i in range(2):
+        image = read_rgb(out / "samples" / f"sim_000000_{i:06d}" / "candidate_0.png")
+        label = blocks_label(i)
+        big = [c for c in np.unique(label[label != 255]) if (label == c).sum() >= 20]
+        means = {e: max(np.abs(image[label == c].mean(0) - exemplars[e][str(c)][0]).max() for c in big) for e in (0, 1)}
+        assert min(means.values()) < 3  # every region of an image takes the one exemplar it drew

@@ -48,7 +48,8 @@ def config(tmp_path: Path, root: Path, **overrides) -> GenerateConfig:
         "candidates": K,
         "steps": 1,
         "batch_size": K,
-        "mcoc": McocConfig(erosion=1, min_object_size=10, threshold=0.5, warn_class_drop=0.2),
+        # absolute scores: this module checks the bookkeeping against hand-computed consistencies
+        "mcoc": McocConfig(erosion=1, min_object_size=10, threshold=0.5, warn_class_drop=0.2, relative_to="absolute"),
         **overrides,
     }
     return GenerateConfig(**fields)
@@ -107,6 +108,52 @@ def test_filter_keeps_best_candidate_drops_bad_maps_and_rectifies(tmp_path, sour
     assert kept_ids == set(ids) - set(hopeless)
     scores = read_manifest(tmp_path / "strict" / "filter")
     assert len(scores) == 8 and all(len(s["candidates"]) == K for s in scores)
+
+
+class BlindSegmenter(ColourSegmenter):
+    """Never recognises buildings (calls them sky): a weak scoring segmenter, not a bad generator."""
+
+    def predict(self, images):
+        ids, conf = super().predict(images)
+        ids[ids == BUILDING] = SKY
+        return ids, conf
+
+
+def test_class_relative_scores_ignore_what_the_segmenter_cannot_see_but_still_catch_forgotten_cars(tmp_path, source):
+    painter = PainterGenerator(miss=0.4)
+    cfg = config(tmp_path, source, seed=4)  # one map whose car no candidate drew, 6 of 24 candidates without car
+    generate_candidates(cfg, generator=painter)
+    mcoc = cfg.mcoc.model_copy(update={"threshold": 0.9})
+    hopeless = {
+        f"scene{i}"
+        for i in range(8)
+        if all(painter.forgets(candidate_seed(cfg.seed, f"scene{i}", k)) for k in range(K))
+    }
+    assert hopeless, "the test needs a map whose car no candidate drew"
+
+    # absolute: the blind segmenter's buildings score 0, so every map falls under 0.9 and loses its buildings
+    absolute = cfg.model_copy(update={"mcoc": mcoc})
+    summary = filter_and_rectify(absolute, out_dir=tmp_path / "absolute", segmenter=BlindSegmenter())
+    assert summary["kept"] == 0
+
+    # relative: buildings (median consistency 0) are not judged; a forgotten car still is (median 1.0)
+    relative = cfg.model_copy(update={"mcoc": mcoc.model_copy(update={"relative_to": "class"})})
+    rectify_only = relative.model_copy(update={"mcoc": relative.mcoc.model_copy(update={"threshold": 0.0})})
+    summary = filter_and_rectify(relative, out_dir=tmp_path / "relative", segmenter=BlindSegmenter())
+    assert summary["class_reference"]["building"] == 0.0 and summary["class_reference"]["car"] == 1.0
+    assert summary["kept"] == 8 - len(hopeless)
+    assert any("'building'" in w and "not judged" in w for w in summary["warnings"])
+    summary = filter_and_rectify(rectify_only, out_dir=tmp_path / "all", segmenter=BlindSegmenter())
+    assert summary["kept"] == 8
+    reader = open_dataset("cityscapes", tmp_path / "all")
+    samples = {s.id: s for s in reader.index("train").samples}
+    for record in read_manifest(tmp_path / "all"):
+        scene = car_scene(int(record["source_id"][-1]))
+        label = read_label(samples[record["id"]].label)
+        assert (label[scene == BUILDING] == BUILDING).all()  # not withdrawn: the segmenter is blind to it
+        assert (label[scene == CAR] == 255).all() == (record["source_id"] in hopeless)
+        expected = 2 / 3 if record["source_id"] in hopeless else 1.0  # road, sky, car (buildings not judged)
+        assert record["raw_mcoc"] < record["mcoc"] == pytest.approx(expected)
 
 
 def test_resume_rerenders_only_damaged_samples_and_matches_a_fresh_run(tmp_path, source):

@@ -11,7 +11,7 @@ import contextlib
 from pathlib import Path
 
 from urbangen.diffusion import stage1, stage2
-from urbangen.diffusion.appearance import class_colour_stats
+from urbangen.diffusion.appearance import class_colour_stats, image_colour_stats
 from urbangen.diffusion.artefacts import load_generator, read_meta, save_generator
 from urbangen.diffusion.build import Modules, base_modules, default_resolution
 from urbangen.diffusion.config import AdaptConfig, fingerprint
@@ -97,6 +97,7 @@ def _meta(cfg: AdaptConfig, number: int, fp: str, resolution, modules: Modules, 
         "sampling": {"guidance": cfg.stage2.guidance if number == 2 else 1.0},
         # the target's colours per class under the training labels, for ``calibrate`` at sampling time
         "appearance": class_colour_stats((i.image, i.label) for i in data.items) if number == 2 else None,
+        "appearance_exemplars": image_colour_stats((i.image, i.label) for i in data.items) if number == 2 else None,
     }
 
 

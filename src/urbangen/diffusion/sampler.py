@@ -249,7 +249,7 @@ class Generator:
         domain: str | None = None,
         init: np.ndarray | None = None,
         strength: float = 1.0,
-        calibrate: bool = False,
+        calibrate: bool | str = False,
     ) -> np.ndarray:
         """Render (B,H,W) uint8 trainIds into (B,H,W,3) uint8 images at the labels' size.
 
@@ -258,8 +258,9 @@ class Generator:
         ``guidance`` defaults to the generator's recorded value. Depth is in metres (0 = invalid).
         ``init`` (B,H,W,3) uint8 images of the label maps (a source dataset's renders) with ``strength``
         < 1 start each image from its init image instead of pure noise (:meth:`start`). ``calibrate``
-        gives every class region the target's colour statistics recorded by stage 2
-        (:func:`urbangen.diffusion.appearance.calibrate`).
+        gives every class region target colour statistics recorded by stage 2
+        (:func:`urbangen.diffusion.appearance.calibrate`): ``"pooled"`` (or true) the class's over all
+        target images, ``"exemplar"`` those of one target image drawn with the image's seed.
         """
         labels = self._check_labels(labels)
         b, h, w = labels.shape
@@ -288,11 +289,16 @@ class Generator:
                 f"labels are {h}x{w}: size_mode=native needs height and width divisible by {self.size_multiple} "
                 "(use size_mode=model to resize)"
             )
+        mode = {True: "pooled", False: "none"}.get(calibrate, calibrate) if isinstance(calibrate, bool) else calibrate
+        if mode not in ("none", "pooled", "exemplar"):
+            raise UrbangenError(f"calibrate must be 'pooled', 'exemplar' or false, got {calibrate!r}")
         stats = self.config.get("appearance")
-        if calibrate and not stats:
+        exemplars = self.config.get("appearance_exemplars") if mode == "exemplar" else None
+        if (mode != "none" and not stats) or (mode == "exemplar" and not exemplars):
+            key = "appearance_exemplars" if stats else "appearance"
             raise UrbangenError(
-                "calibrate: this generator has no target colour statistics (urbangen.json 'appearance', recorded "
-                "by stage 2 since 2026-11-26): adapt stage 2 again or turn calibration off"
+                f"calibrate {mode!r}: this generator has no target colour statistics (urbangen.json {key!r}, "
+                "recorded by stage 2 since 2026-11-26): adapt stage 2 again or turn calibration off"
             )
         guidance = float(self.config.get("sampling", {}).get("guidance", 1.0) if guidance is None else guidance)
         domain_id = self.domain_index(domain)
@@ -307,9 +313,9 @@ class Generator:
                 cond, list(seeds[start:stop]), size, steps, guidance, scheduler, domain_id, first, strength
             )
             out[start:stop] = _resize_stack(to_uint8(images), (h, w), Image.Resampling.BICUBIC)
-            if calibrate:
+            if mode != "none":
                 for i in range(start, stop):
-                    out[i] = calibrate_colours(out[i], labels[i], stats)
+                    out[i] = calibrate_colours(out[i], labels[i], stats, exemplars=exemplars, seed=seeds[i])
         return out
 
     def _check_labels(self, labels: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from urbangen.config import StrictModel
 
@@ -69,6 +69,11 @@ class McocConfig(StrictModel):
     erosion: int = Field(default=3, ge=0)
     min_object_size: int = Field(default=50, ge=1)
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    # "class": consistencies are judged against what the scoring segmenter typically recognises of each
+    # class (its median over all candidates), so a class it barely sees neither drops maps nor loses labels;
+    # "absolute": raw consistencies (right for a segmenter that recognises every class well)
+    relative_to: Literal["class", "absolute"] = "class"
+    min_reference: float = Field(default=0.1, ge=0.0, le=1.0)
     min_kept_per_class: int = Field(default=0, ge=0)
     warn_class_drop: float = Field(default=0.5, ge=0.0, le=1.0)
 
@@ -95,8 +100,10 @@ class GenerateConfig(StrictModel):
     # 1: each candidate starts from pure noise; s < 1: from the source image noised to the last s of the
     # schedule (SDEdit: the source's layout, the target's look; needs a source format with images)
     strength: float = Field(default=1.0, gt=0.0, le=1.0)
-    # give every class region the target's colour mean and spread recorded by stage 2 (urbangen.diffusion.appearance)
-    calibrate: bool = False
+    # give every class region target colours recorded by stage 2 (urbangen.diffusion.appearance): "pooled"
+    # the class's mean and spread over all target images, "exemplar" those of one target image drawn per
+    # candidate; true means "pooled" (the setting's first form)
+    calibrate: Literal["none", "pooled", "exemplar"] = "none"
     guidance: float | None = None
     scheduler: Literal["ddim", "dpm", "euler"] = "ddim"
     batch_size: int = Field(default=8, ge=1)
@@ -108,3 +115,8 @@ class GenerateConfig(StrictModel):
     preview_rows: int = Field(default=6, ge=0)
     split: str = "train"
     city: str = "generated"
+
+    @field_validator("calibrate", mode="before")
+    @classmethod
+    def _calibrate_bool(cls, value: object) -> object:
+        return {True: "pooled", False: "none"}.get(value, value) if isinstance(value, bool) else value

@@ -25,7 +25,15 @@ import numpy as np
 from urbangen.datasets.writer import MANIFEST, DatasetWriter, read_manifest
 from urbangen.errors import UrbangenError
 from urbangen.generate.config import GenerateConfig
-from urbangen.generate.mcoc import best_candidate, extract_objects, object_consistency, score
+from urbangen.generate.mcoc import (
+    best_candidate,
+    class_references,
+    extract_objects,
+    object_consistency,
+    relative_consistency,
+    relative_line,
+    score,
+)
 from urbangen.generate.models import SegmenterLike, load_segmenter, model_digest
 from urbangen.generate.preview import preview_row, write_grid
 from urbangen.generate.progress import LogFn, Progress
@@ -134,9 +142,16 @@ def _unscored(record: dict, store: CandidateStore, taxonomy: Taxonomy) -> dict[s
 
 
 def _prepare(
-    record: dict, line: dict, store: CandidateStore, work: _Work | None, cfg: GenerateConfig, names: tuple[str, ...]
+    record: dict,
+    line: dict,
+    store: CandidateStore,
+    work: _Work | None,
+    cfg: GenerateConfig,
+    names: tuple[str, ...],
+    references: dict[int, float] | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """The kept candidate of a map and its (rectified, when filtering) label.
+    """The kept candidate of a map and its (rectified, when filtering) label; ``references`` (class id ->
+    typical consistency) make the object rule relative to them.
 
     Returns (source label, image, label to write, prediction or None, rectified pixel counts).
     """
@@ -150,15 +165,21 @@ def _prepare(
         return label, image, label, pred, fixed
     r = cfg.rectify
     objects = extract_objects(label, instance, cfg.mcoc.erosion, cfg.mcoc.min_object_size)
+    consistency, keep = object_consistency(objects, pred), None
+    if references is not None:
+        # classes the segmenter does not recognise keep their labels: its disagreement says nothing there
+        consistency = relative_consistency(objects, consistency, references, cfg.mcoc.min_reference)
+        keep = np.isin(label, [c for c, v in references.items() if v < cfg.mcoc.min_reference])
     result = rectify(
         label,
         objects,
-        object_consistency(objects, pred),
+        consistency,
         pred,
         conf,
         r.object_threshold,
         r.boundary_band,
         r.boundary_confidence,
+        keep=keep,
     )
     fixed = {
         "objects": {names[c]: n for c, n in result.objects.items()},
@@ -175,6 +196,7 @@ def _lineage(line: dict, decision: Decision, fixed: dict, filtered: bool) -> dic
         "candidate": line["best"],
         "seed": chosen["seed"],
         "mcoc": chosen["mcoc"],
+        "raw_mcoc": chosen.get("raw_mcoc", chosen["mcoc"]),
         "per_class_consistency": chosen["per_class"],
         "candidates": [{"k": c["k"], "seed": c["seed"], "mcoc": c["mcoc"]} for c in line["candidates"]],
         "rectified_pixels": fixed,
@@ -203,9 +225,13 @@ def _score_all(
     try:
         for sample_id in todo:
             line = lines[sample_id] = _score_map(store, records[sample_id], segmenter, cfg, taxonomy, work)
-            good = line["best_mcoc"] is not None and line["best_mcoc"] >= cfg.mcoc.threshold
-            # kept / dropped by the threshold alone (rare-class rescue is decided once all maps are scored)
-            progress.update(1, images=len(records[sample_id]["candidates"]), kept=int(good), dropped=int(not good))
+            counts = {"images": len(records[sample_id]["candidates"])}
+            if cfg.mcoc.relative_to == "absolute":
+                # kept / dropped by the threshold alone (rare-class rescue is decided once all maps are scored;
+                # relative scores need every map's)
+                good = line["best_mcoc"] is not None and line["best_mcoc"] >= cfg.mcoc.threshold
+                counts.update(kept=int(good), dropped=int(not good))
+            progress.update(1, **counts)
     finally:
         progress.close()
     return lines, digest
@@ -220,6 +246,7 @@ def _write_all(
     work: _Work | None,
     writer: DatasetWriter,
     lineage: dict[str, Any],
+    references: dict[int, float] | None,
     on_log: LogFn | None,
 ) -> tuple[dict[str, int], list[np.ndarray]]:
     """Step 3: rectify and write every kept map not yet written; returns rectified pixels per class and
@@ -236,7 +263,9 @@ def _write_all(
             if out_id in done and len(rows) >= cfg.preview_rows:
                 fixed = written[out_id]["rectified_pixels"]
             else:
-                label, image, new_label, pred, fixed = _prepare(records[line["id"]], line, store, work, cfg, names)
+                label, image, new_label, pred, fixed = _prepare(
+                    records[line["id"]], line, store, work, cfg, names, references
+                )
                 if out_id not in done:
                     extra = _lineage(line, decisions[line["id"]], fixed, work is not None)
                     writer.write(out_id, image, new_label, {**lineage, **extra})
@@ -285,12 +314,24 @@ def filter_and_rectify(
     else:
         lines = {i: _unscored(r, store, taxonomy) for i, r in records.items()}
     scores = [lines[i] for i in sorted(lines)]
+    references, by_name = None, {}
+    if work is not None and cfg.mcoc.relative_to == "class":
+        # judge each class against what the segmenter typically recognises of it (generate/mcoc.py)
+        by_name = class_references(scores)
+        scores = [relative_line(line, by_name, cfg.mcoc.min_reference) for line in scores]
+        references = {taxonomy.classes.index(name): value for name, value in by_name.items()}
     # 2. select
     if work is not None:
         decisions = decide(scores, cfg.mcoc)
     else:
         decisions = {line["id"]: Decision(True, "kept") for line in scores}
     table, warnings = class_report(scores, decisions, taxonomy.classes, cfg.mcoc.warn_class_drop)
+    for name, value in by_name.items() if references is not None else ():
+        if value < cfg.mcoc.min_reference:
+            warnings.append(
+                f"class {name!r} not judged: its median consistency {value:.2f} is under mcoc.min_reference "
+                f"{cfg.mcoc.min_reference} (the segmenter does not recognise it, or the generator rarely draws it)"
+            )
     for message in warnings:
         log.warning(message)
     # 3. rectify and write, with the preview grid
@@ -302,7 +343,7 @@ def filter_and_rectify(
     }
     kept = [line for line in scores if decisions[line["id"]].kept]
     writer = DatasetWriter(out, split=cfg.split, city=cfg.city, taxonomy=taxonomy)
-    per_class_fixed, rows = _write_all(cfg, store, records, kept, decisions, work, writer, lineage, on_log)
+    per_class_fixed, rows = _write_all(cfg, store, records, kept, decisions, work, writer, lineage, references, on_log)
     write_grid(out / "preview.png", rows)
     # 4. summary
     for name, row in table.items():
@@ -320,10 +361,12 @@ def filter_and_rectify(
         "dropped": len(scores) - len(kept),
         "rescued": reasons.count("rescued"),
         "unscorable": reasons.count("unscorable"),
+        "not_judged": reasons.count("not_judged"),
         "keep_fraction": len(kept) / len(scores) if scores else 0.0,
         "mean_best_mcoc": float(np.mean(best)) if best else None,
         "mean_kept_mcoc": float(np.mean(kept_mcoc)) if kept_mcoc else None,
         "rectified_pixels": sum(per_class_fixed.values()),
+        "class_reference": {taxonomy.classes[c]: v for c, v in references.items()} if references else None,
         "per_class": table,
         "warnings": warnings,
         **lineage,

@@ -148,3 +148,54 @@ def best_candidate(scores: list[Score]) -> int:
     """Index of the candidate with the highest MCOC (the first on ties; unscorable counts as -inf)."""
     values = [s.mcoc if s.mcoc is not None else -np.inf for s in scores]
     return int(np.argmax(values))
+
+
+def class_references(lines: list[dict]) -> dict[str, float]:
+    """Per class name, the median class consistency over every candidate of the score ``lines`` (the
+    ``filter/manifest.jsonl`` records): what the scoring segmenter typically recognises of that class."""
+    values: dict[str, list[float]] = {}
+    for line in lines:
+        for candidate in line["candidates"]:
+            for name, value in candidate["per_class"].items():
+                values.setdefault(name, []).append(value)
+    return {name: float(np.median(v)) for name, v in sorted(values.items())}
+
+
+def relative_line(line: dict, references: dict[str, float], min_reference: float) -> dict:
+    """A score line with every class consistency divided by its class reference (capped at 1) and MCOC
+    recomputed over the classes whose reference reaches ``min_reference`` (the others the segmenter does
+    not recognise, so they say nothing about the image); the raw MCOC stays as ``raw_mcoc``.
+
+    The best candidate stays the one chosen by raw MCOC: its prediction is the one stored for rectification.
+    """
+    candidates = []
+    for candidate in line["candidates"]:
+        per_class = {
+            name: min(1.0, value / references[name])
+            for name, value in candidate["per_class"].items()
+            if references.get(name, 0.0) >= min_reference
+        }
+        mcoc = float(np.mean(list(per_class.values()))) if per_class else None
+        candidates.append({**candidate, "mcoc": mcoc, "raw_mcoc": candidate["mcoc"], "per_class": per_class})
+    best = candidates[line["best"]]["mcoc"]
+    # scorable objects, none of a judged class: nothing says the image is bad (kept as "not_judged")
+    unjudged = best is None and line["best_mcoc"] is not None
+    return {
+        **line,
+        "candidates": candidates,
+        "best_mcoc": best,
+        "raw_best_mcoc": line["best_mcoc"],
+        "unjudged": unjudged,
+    }
+
+
+def relative_consistency(
+    objects: Objects, consistency: np.ndarray, references: dict[int, float], min_reference: float
+) -> np.ndarray:
+    """Object consistencies divided by their class reference; NaN (not judged) for objects of classes
+    whose reference is under ``min_reference`` or unknown."""
+    ref = np.array([references.get(int(c), 0.0) for c in objects.classes])
+    usable = ref >= min_reference
+    out = np.full(consistency.shape, np.nan)
+    out[usable] = consistency[usable] / ref[usable]
+    return out

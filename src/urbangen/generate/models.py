@@ -21,7 +21,7 @@ class GeneratorLike(Protocol):
     """Renders label maps: image i depends only on ``labels[i]``, ``depth[i]``, ``seeds[i]`` (and ``init[i]``).
 
     ``init``/``strength`` are passed only when ``strength`` < 1 (SDEdit from the source images), ``calibrate``
-    only when true."""
+    (``"pooled"`` or ``"exemplar"``) only when calibrating."""
 
     digest: str
 
@@ -36,7 +36,7 @@ class GeneratorLike(Protocol):
         batch_size: int = 8,
         init: np.ndarray | None = None,
         strength: float = 1.0,
-        calibrate: bool = False,
+        calibrate: bool | str = False,
     ) -> np.ndarray: ...
 
 

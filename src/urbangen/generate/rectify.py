@@ -61,12 +61,17 @@ def rectify(
     band: int = 3,
     band_confidence: float = 0.9,
     ignore: int = IGNORE,
+    keep: np.ndarray | None = None,
 ) -> Rectified:
-    """Apply both rules to ``label`` (HxW trainIds) given the objects' ``consistency`` for this image."""
+    """Apply both rules to ``label`` (HxW trainIds) given the objects' ``consistency`` for this image
+    (NaN: not judged); pixels of the boolean mask ``keep`` are never withdrawn."""
     undrawn = objects.scored & (np.nan_to_num(consistency, nan=1.0) < object_threshold)
     object_mask = undrawn[objects.ids] & (label != ignore)
     disagree = (prediction != label) & (confidence > band_confidence) & (label != ignore)
     boundary_mask = boundary_band(label, band) & disagree & ~object_mask
+    if keep is not None:
+        object_mask &= ~keep
+        boundary_mask &= ~keep
     out = label.copy()
     out[object_mask | boundary_mask] = ignore
     return Rectified(out, _counts(label, object_mask), _counts(label, boundary_mask))

@@ -85,8 +85,8 @@ def _render(
         if cfg.strength < 1.0:
             kwargs["init"] = np.repeat(np.stack([maps[i].image for i in members]), K, axis=0)
             kwargs["strength"] = cfg.strength
-        if cfg.calibrate:
-            kwargs["calibrate"] = True
+        if cfg.calibrate != "none":
+            kwargs["calibrate"] = cfg.calibrate
         flat_seeds = [s for i in members for s in seeds[i]]
         out = np.asarray(generator.generate(labels, flat_seeds, depth=depth, **kwargs))
         expected = (len(flat_seeds), *shape, 3)

@@ -1,10 +1,12 @@
 """Keep or drop each label map from its candidates' MCOC, and count what each class keeps and loses.
 
 A map is kept when its best candidate's MCOC reaches ``threshold``; a map with no scorable object is
-dropped as ``unscorable``. Filtering by a global score can starve a rare class (its maps tend to score
-lower), so every class's kept/dropped counts are reported, a warning is raised when a class loses more
-than ``warn_class_drop`` of its maps, and ``min_kept_per_class`` > 0 rescues, for each class that would
-keep fewer maps, its best-scoring dropped maps (rarest class first) until it reaches that number.
+dropped as ``unscorable``; with class-relative scores, a map whose scorable objects all belong to classes
+the segmenter does not recognise is kept as ``not_judged``. Filtering by a global score can starve a
+rare class (its maps tend to score lower), so every class's kept/dropped counts are reported, a warning
+is raised when a class loses more than ``warn_class_drop`` of its maps, and ``min_kept_per_class`` > 0
+rescues, for each class that would keep fewer maps, its best-scoring dropped maps (rarest class first)
+until it reaches that number.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urbangen.generate.config import McocConfig
 @dataclass(frozen=True)
 class Decision:
     kept: bool
-    reason: str  # "kept", "below_threshold", "unscorable", "rescued"
+    reason: str  # "kept", "below_threshold", "unscorable", "rescued", "not_judged"
 
 
 def decide(scores: list[dict[str, Any]], cfg: McocConfig) -> dict[str, Decision]:
@@ -26,7 +28,9 @@ def decide(scores: list[dict[str, Any]], cfg: McocConfig) -> dict[str, Decision]
     decisions: dict[str, Decision] = {}
     for record in scores:
         mcoc = record["best_mcoc"]
-        if mcoc is None:
+        if record.get("unjudged"):
+            decisions[record["id"]] = Decision(True, "not_judged")
+        elif mcoc is None:
             decisions[record["id"]] = Decision(False, "unscorable")
         else:
             decisions[record["id"]] = Decision(
