@@ -8,6 +8,9 @@ its own process so its peak RSS is its own; on CUDA the peak allocated GPU memor
 filtering and rectification, then the ``urbangen`` and ``urbangen_nofilter`` segmenters and their val mIoU,
 reusing the run's world, baselines, pseudo-labels and adapted generator (minutes instead of a whole demo).
 
+``seeds``: the demo's segmenter trained with several training seeds on the same datasets (say the
+``generated`` and ``unfiltered`` folders of a ``regenerate``): the training noise of a demo mIoU.
+
 ``compose``: candidate 0 of a finished demo run, optionally with the source render's high frequencies,
 as the only training data of a segmenter (is the generator's appearance or its detail the problem?).
 
@@ -202,7 +205,7 @@ def as_cityscapes(images: dict[str, Path], root: Path, blur_to: tuple[int, int] 
     return root
 
 
-def train_and_score(sources: list[dict], val: Path, out: Path, iterations: int) -> float:
+def train_and_score(sources: list[dict], val: Path, out: Path, iterations: int, seed: int = 0) -> float:
     """A tiny SegFormer with the demo's segmentation settings on ``sources``; mIoU on the ``val`` split."""
     from urbangen.config import validate
     from urbangen.pipeline_config import DEMO_SEGMENT
@@ -211,7 +214,9 @@ def train_and_score(sources: list[dict], val: Path, out: Path, iterations: int) 
     from urbangen.segment.predict import predict_dataset
     from urbangen.segment.train import TrainConfig, train
 
-    cfg = validate(TrainConfig, {**DEMO_SEGMENT, "iterations": iterations, "sources": sources}, "benchmark")
+    cfg = validate(
+        TrainConfig, {**DEMO_SEGMENT, "iterations": iterations, "sources": sources, "seed": seed}, "benchmark"
+    )
     model = train(cfg, out)
     source = DataSource(format="cityscapes", root=val, split="val")
     predict_dataset(model, source, out / "pred")
@@ -290,6 +295,28 @@ def regenerate(args: argparse.Namespace) -> dict:
         print(f"{method}: {result[method]:.2f} mIoU on val", flush=True)
     result["timings"] = timings
     (out / "regenerate.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def seeds(args: argparse.Namespace) -> dict:
+    """The demo's segmenter trained with several training seeds on each dataset: how much of a difference
+    between two methods' mIoU is training noise."""
+    val = demo_artefacts(Path(args.run))["val"]
+    result = {}
+    for data in args.data:
+        scores = []
+        for seed in args.seeds:
+            source = {"format": "cityscapes", "root": str(data), "split": "train"}
+            out = args.out / data.name / f"seed{seed}"
+            scores.append(train_and_score([source], val, out, args.seg_iterations, seed=seed))
+            print(f"{data}: training seed {seed}: {scores[-1]:.2f} mIoU on val", flush=True)
+        result[str(data)] = {
+            "seeds": args.seeds,
+            "mIoU": scores,
+            "mean": float(np.mean(scores)),
+            "std": float(np.std(scores)),
+        }
+        print(f"{data}: {np.mean(scores):.2f} +- {np.std(scores):.2f} mIoU over seeds {args.seeds}", flush=True)
     return result
 
 
@@ -445,6 +472,13 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=1, help="use candidates 0..N-1 of every map")
     p.add_argument("--seg-iterations", type=int, default=800)
     p.add_argument("--json", type=Path)
+    p = sub.add_parser("seeds", help="the demo segmenter on datasets with several training seeds (noise)")
+    p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo (its val set)")
+    p.add_argument("--data", type=Path, action="append", required=True, help="Cityscapes-layout train dataset")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seg-iterations", type=int, default=800)
+    p.add_argument("--json", type=Path)
     p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")
     p.add_argument("--real", type=Path, required=True, help="real-style world dataset root (train split)")
     p.add_argument("--labels", type=Path, required=True, help="labels for the real train images (<id>.png)")
@@ -453,7 +487,14 @@ def main() -> None:
     p.add_argument("--resolution", type=int, nargs=2, default=[64, 128], metavar=("H", "W"))
     p.add_argument("--seg-iterations", type=int, default=1200)
     args = parser.parse_args()
-    commands = {"speed": speed, "demo": demo, "ceiling": ceiling, "regenerate": regenerate, "compose": compose}
+    commands = {
+        "speed": speed,
+        "demo": demo,
+        "ceiling": ceiling,
+        "regenerate": regenerate,
+        "compose": compose,
+        "seeds": seeds,
+    }
     result = commands[args.command](args)
     if getattr(args, "json", None):
         args.json.write_text(json.dumps(result, indent=2))

@@ -453,11 +453,14 @@ def _examples(generated: Path, source: Path, fda_dir: Path, target: Path, work: 
             "FDA": {"path": str(fda_images.get(sid, ""))},
         }
         for cand in record.get("candidates", []):
-            mcoc = cand.get("mcoc")
+            mcoc, raw = cand.get("mcoc"), cand.get("raw_mcoc")
             chosen = " (kept)" if cand["k"] == record.get("candidate") else ""
+            caption = "MCOC n/a" if mcoc is None else f"MCOC {mcoc:.2f}"
+            if raw is not None and raw != mcoc:  # class-relative score: show the raw one too
+                caption += f" (raw {raw:.2f})"
             columns[f"candidate {cand['k']}"] = {
                 "path": str(candidates / "samples" / sid / f"candidate_{cand['k']}.png"),
-                "caption": ("MCOC n/a" if mcoc is None else f"MCOC {mcoc:.2f}") + chosen,
+                "caption": caption + chosen,
             }
         gen = gen_samples.get(record["id"])
         columns["rectified label"] = {"path": str(gen.label) if gen else "", "kind": "label"}

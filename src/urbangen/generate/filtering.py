@@ -198,7 +198,10 @@ def _lineage(line: dict, decision: Decision, fixed: dict, filtered: bool) -> dic
         "mcoc": chosen["mcoc"],
         "raw_mcoc": chosen.get("raw_mcoc", chosen["mcoc"]),
         "per_class_consistency": chosen["per_class"],
-        "candidates": [{"k": c["k"], "seed": c["seed"], "mcoc": c["mcoc"]} for c in line["candidates"]],
+        "candidates": [
+            {"k": c["k"], "seed": c["seed"], "mcoc": c["mcoc"], "raw_mcoc": c.get("raw_mcoc", c["mcoc"])}
+            for c in line["candidates"]
+        ],
         "rectified_pixels": fixed,
         "filtered": filtered,
         "rescued": decision.reason == "rescued",
