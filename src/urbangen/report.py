@@ -141,7 +141,13 @@ def render_report(results: dict[str, Any], examples: list[dict] | None = None) -
     if generation:
         gen_line = (
             "<p class='small'>generation: "
-            + html.escape(", ".join(f"{k}={v}" for k, v in generation.items() if not isinstance(v, dict)))
+            + html.escape(
+                ", ".join(
+                    f"{k}={round(v, 3) if isinstance(v, float) else v}"
+                    for k, v in generation.items()
+                    if not isinstance(v, dict)
+                )
+            )
             + "</p>"
         )
     run = results.get("mlflow_run_id")
