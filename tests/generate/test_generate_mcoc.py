@@ -146,3 +146,33 @@ def test_preview_row_shows_four_tiles_and_shrinks_big_maps():
     big = np.zeros((1024, 2048), np.uint8)
     wide = preview_row(taxonomy, big, np.zeros((1024, 2048, 3), np.uint8), big, big)
     assert wide.shape == (256, 4 * MAX_TILE_WIDTH + 6, 3)
+
+
+def test_relative_scores_divide_by_the_class_median_and_skip_classes_the_segmenter_cannot_see():
+    from urbangen.generate.mcoc import class_references, relative_line
+
+    def line(road, car, wall):
+        per_class = {"road": road, "car": car, "wall": wall}
+        return {
+            "best": 0,
+            "best_mcoc": sum(per_class.values()) / 3,
+            "candidates": [{"mcoc": 0.0, "per_class": per_class}],
+        }
+
+    lines = [line(0.2, 0.9, 0.0), line(0.4, 0.9, 0.0), line(0.1, 0.3, 0.0)]
+    refs = class_references(lines)
+    assert refs == {"car": 0.9, "road": 0.2, "wall": 0.0}
+    for min_reference in (0.0, 0.1):  # a class at 0 is never judged (and never divided by)
+        out = [relative_line(x, refs, min_reference) for x in lines]
+        assert [x["candidates"][0]["per_class"] for x in out] == [
+            {"road": 1.0, "car": 1.0},
+            {"road": 1.0, "car": 1.0},
+            {"road": 0.5, "car": pytest.approx(1 / 3)},
+        ]
+        assert (
+            out[2]["best_mcoc"] == pytest.approx((0.5 + 1 / 3) / 2) and out[2]["raw_best_mcoc"] == lines[2]["best_mcoc"]
+        )
+    only_wall = relative_line(
+        {"best": 0, "best_mcoc": 0.0, "candidates": [{"mcoc": 0.0, "per_class": {"wall": 0.0}}]}, refs, 0.1
+    )
+    assert only_wall["best_mcoc"] is None and only_wall["unjudged"]

@@ -169,7 +169,7 @@ def _prepare(
     if references is not None:
         # classes the segmenter does not recognise keep their labels: its disagreement says nothing there
         consistency = relative_consistency(objects, consistency, references, cfg.mcoc.min_reference)
-        keep = np.isin(label, [c for c, v in references.items() if v < cfg.mcoc.min_reference])
+        keep = np.isin(label, [c for c, v in references.items() if v < cfg.mcoc.min_reference or v <= 0])
     result = rectify(
         label,
         objects,

@@ -10,6 +10,9 @@ boundary drawn a few pixels off is not held against the generator; objects left 
 - class consistency = mean of the consistencies of the class's objects;
 - MCOC = mean of the class consistencies over the classes that have a scored object.
 
+:func:`relative_line` / :func:`relative_consistency` judge each class against its reference, the median
+consistency the segmenter reaches on that class over all candidates of a run (``mcoc.relative_to: class``).
+
 Everything is vectorised with ``np.bincount`` over an object-id map, so scoring K candidates costs K
 passes over the pixels whatever the number of objects.
 """
@@ -173,7 +176,7 @@ def relative_line(line: dict, references: dict[str, float], min_reference: float
         per_class = {
             name: min(1.0, value / references[name])
             for name, value in candidate["per_class"].items()
-            if references.get(name, 0.0) >= min_reference
+            if references.get(name, 0.0) >= min_reference and references[name] > 0
         }
         mcoc = float(np.mean(list(per_class.values()))) if per_class else None
         candidates.append({**candidate, "mcoc": mcoc, "raw_mcoc": candidate["mcoc"], "per_class": per_class})
@@ -195,7 +198,7 @@ def relative_consistency(
     """Object consistencies divided by their class reference; NaN (not judged) for objects of classes
     whose reference is under ``min_reference`` or unknown."""
     ref = np.array([references.get(int(c), 0.0) for c in objects.classes])
-    usable = ref >= min_reference
+    usable = (ref >= min_reference) & (ref > 0)
     out = np.full(consistency.shape, np.nan)
     out[usable] = consistency[usable] / ref[usable]
     return out
