@@ -301,22 +301,27 @@ def regenerate(args: argparse.Namespace) -> dict:
 def seeds(args: argparse.Namespace) -> dict:
     """The demo's segmenter trained with several training seeds on each dataset: how much of a difference
     between two methods' mIoU is training noise."""
-    val = demo_artefacts(Path(args.run))["val"]
-    result = {}
-    for data in args.data:
-        scores = []
-        for seed in args.seeds:
+    if (args.run is None) == (args.val is None):
+        raise SystemExit(
+            "give --run (a finished demo: its val set) or --val (a Cityscapes-layout root with a val split)"
+        )
+    val = args.val or demo_artefacts(Path(args.run))["val"]
+    scores: dict[str, list[float]] = {str(data): [] for data in args.data}
+    for seed in args.seeds:  # seeds outermost: a run cut short still compares every dataset
+        for data in args.data:
             source = {"format": "cityscapes", "root": str(data), "split": "train"}
-            out = args.out / data.name / f"seed{seed}"
-            scores.append(train_and_score([source], val, out, args.seg_iterations, seed=seed))
-            print(f"{data}: training seed {seed}: {scores[-1]:.2f} mIoU on val", flush=True)
-        result[str(data)] = {
+            score = train_and_score([source], val, args.out / data.name / f"seed{seed}", args.seg_iterations, seed=seed)
+            scores[str(data)].append(score)
+            print(f"{data}: training seed {seed}: {score:.2f} mIoU on val", flush=True)
+    result = {}
+    for data, values in scores.items():
+        result[data] = {
             "seeds": args.seeds,
-            "mIoU": scores,
-            "mean": float(np.mean(scores)),
-            "std": float(np.std(scores)),
+            "mIoU": values,
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values)),
         }
-        print(f"{data}: {np.mean(scores):.2f} +- {np.std(scores):.2f} mIoU over seeds {args.seeds}", flush=True)
+        print(f"{data}: {np.mean(values):.2f} +- {np.std(values):.2f} mIoU over seeds {args.seeds}", flush=True)
     return result
 
 
@@ -473,7 +478,8 @@ def main() -> None:
     p.add_argument("--seg-iterations", type=int, default=800)
     p.add_argument("--json", type=Path)
     p = sub.add_parser("seeds", help="the demo segmenter on datasets with several training seeds (noise)")
-    p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo (its val set)")
+    p.add_argument("--run", type=Path, help="OUT/workspace/kfp/<run> of a finished demo (its val set)")
+    p.add_argument("--val", type=Path, help="or: a Cityscapes-layout root whose val split to score on")
     p.add_argument("--data", type=Path, action="append", required=True, help="Cityscapes-layout train dataset")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, required=True)

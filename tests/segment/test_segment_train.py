@@ -134,3 +134,12 @@ def test_torchrun_two_processes_on_cpu(toy_root, tmp_path):
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
     assert state["step"] == 4
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("device", ["auto", "cuda", "cuda:0"])
+def test_trains_on_a_single_gpu_by_any_device_name(toy_root, tmp_path, device):
+    logs = []
+    train(_cfg(toy_root, device=device), tmp_path / device, on_log=logs.append)
+    assert len(logs) == 4 and all(torch.isfinite(torch.tensor(entry["loss"])) for entry in logs)
+    assert (tmp_path / device / "model" / "model.safetensors").is_file()

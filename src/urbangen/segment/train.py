@@ -113,7 +113,9 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[Any, int, int]:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UrbangenError(f"device {cfg.device!r} requested but CUDA is not available")
-        torch.cuda.set_device(torch.device(device))
+        index = torch.device(device).index
+        if index is not None:  # plain "cuda" is the current device (set_device needs an index)
+            torch.cuda.set_device(index)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return torch.device(device), world, rank
