@@ -328,12 +328,14 @@ def seeds(args: argparse.Namespace) -> dict:
 def with_exemplars(parts: dict[str, Path], out: Path) -> Path | None:
     """A copy of a run's stage-2 generator with the per-image target colours that stage 2 records since
     exemplar calibration exists (runs made before lack them); None when the generator has them."""
+    from urbangen.diffusion.appearance import image_colour_stats
+
     meta = json.loads((parts["generator"] / "stage2" / "urbangen.json").read_text())
     if meta.get("appearance_exemplars"):
         return None
     if not (out / "stage2" / "urbangen.json").is_file():
         shutil.copytree(parts["generator"] / "stage2", out / "stage2", copy_function=os.link, dirs_exist_ok=True)
-        meta["appearance_exemplars"] = target_exemplars(parts["target"], parts["pseudo-label"])
+        meta["appearance_exemplars"] = image_colour_stats(target_pairs(parts["target"], parts["pseudo-label"]))
         (out / "stage2" / "urbangen.json").unlink()
         (out / "stage2" / "urbangen.json").write_text(json.dumps(meta))
     return out
@@ -347,7 +349,7 @@ def compose(args: argparse.Namespace) -> dict:
     from PIL import Image, ImageFilter
 
     from urbangen.datasets import open_dataset
-    from urbangen.diffusion.appearance import calibrate
+    from urbangen.diffusion.appearance import calibrate, class_colour_stats, image_colour_stats
     from urbangen.io import read_rgb, write_png
 
     run, out = Path(args.run), Path(args.out)
@@ -359,8 +361,9 @@ def compose(args: argparse.Namespace) -> dict:
         bands = [Image.fromarray(image[..., c]).filter(ImageFilter.GaussianBlur(args.sigma)) for c in range(3)]
         return np.stack([np.asarray(b, dtype=np.float32) for b in bands], axis=-1)
 
-    stats = target_class_stats(parts["target"], parts["pseudo-label"]) if args.calibrate else None
-    exemplars = target_exemplars(parts["target"], parts["pseudo-label"]) if args.calibrate == "exemplar" else None
+    pairs = target_pairs(parts["target"], parts["pseudo-label"]) if args.calibrate else []
+    stats = class_colour_stats(pairs) if args.calibrate else None
+    exemplars = image_colour_stats(pairs) if args.calibrate == "exemplar" else None
     for n, sample in enumerate(source.index("train").samples):
         folder = next(s / sample.id for s in shards if (s / sample.id).is_dir())
         labels = source.load_train_ids(sample)
@@ -380,26 +383,16 @@ def compose(args: argparse.Namespace) -> dict:
     return result
 
 
-def target_class_stats(target: Path, labels: Path) -> dict[str, list]:
-    """What stage 2 records: per class, the target train images' colour mean and spread under ``labels``."""
+def target_pairs(target: Path, labels: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image, label) of every target train image with a label in ``labels``: what stage 2 computes its
+    colour statistics from (``class_colour_stats`` pooled, ``image_colour_stats`` per image)."""
     from urbangen.datasets import open_dataset
-    from urbangen.diffusion.appearance import class_colour_stats
     from urbangen.io import read_label, read_rgb
 
     samples = open_dataset("cityscapes", target).index("train").samples
-    samples = [s for s in samples if (labels / f"{s.id}.png").is_file()]
-    return class_colour_stats((read_rgb(s.image), read_label(labels / f"{s.id}.png")) for s in samples)
-
-
-def target_exemplars(target: Path, labels: Path) -> list[dict[str, list]]:
-    """What stage 2 records for exemplar calibration: per target train image, its class colour statistics."""
-    from urbangen.datasets import open_dataset
-    from urbangen.diffusion.appearance import image_colour_stats
-    from urbangen.io import read_label, read_rgb
-
-    samples = open_dataset("cityscapes", target).index("train").samples
-    samples = [s for s in samples if (labels / f"{s.id}.png").is_file()]
-    return image_colour_stats((read_rgb(s.image), read_label(labels / f"{s.id}.png")) for s in samples)
+    return [
+        (read_rgb(s.image), read_label(labels / f"{s.id}.png")) for s in samples if (labels / f"{s.id}.png").is_file()
+    ]
 
 
 def save_grid(path: Path, labels, sims, generated, real_root) -> None:

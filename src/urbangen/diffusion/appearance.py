@@ -18,6 +18,14 @@ SUBSAMPLE = 7  # every 7th pixel of a class per image is enough for its mean and
 MAX_EXEMPLARS = 512  # per-image statistics kept for exemplar calibration
 
 
+MODES = ("none", "pooled", "exemplar")
+
+
+def calibration_mode(value: object) -> object:
+    """A ``calibrate`` setting as a mode: ``true`` (its first form) is ``pooled``, ``false`` is ``none``."""
+    return {True: "pooled", False: "none"}[value] if isinstance(value, bool) else value
+
+
 def class_colour_stats(pairs: Iterable[tuple[np.ndarray, np.ndarray]], ignore: int = 255) -> dict[str, list]:
     """``{trainId: [[mean R, G, B], [std R, G, B]]}`` (str keys, JSON-ready) over (image, label) pairs."""
     pixels: dict[int, list[np.ndarray]] = {}
@@ -78,9 +86,11 @@ def calibrate(
         if mask.sum() < MIN_PIXELS:
             continue
         target = stats.get(key)
-        if first is not None:
+        if first is not None and key in first:
+            target = first[key]
+        elif first is not None:  # the drawn image lacks this class: another exemplar that holds it
             holders = [e[key] for e in exemplars if key in e]
-            target = first.get(key) or (holders[rng.integers(len(holders))] if holders else target)
+            target = holders[rng.integers(len(holders))] if holders else target
         if target is None:
             continue
         mean, std = (np.asarray(v, dtype=np.float32) for v in target)

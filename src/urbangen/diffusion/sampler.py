@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from urbangen.diffusion.appearance import MODES as CALIBRATION_MODES
 from urbangen.diffusion.appearance import calibrate as calibrate_colours
+from urbangen.diffusion.appearance import calibration_mode
 from urbangen.diffusion.artefacts import load_generator
 from urbangen.diffusion.build import Modules, fused_control
 from urbangen.diffusion.conditioning import ConditionSpec, condition_tensor
@@ -289,8 +291,8 @@ class Generator:
                 f"labels are {h}x{w}: size_mode=native needs height and width divisible by {self.size_multiple} "
                 "(use size_mode=model to resize)"
             )
-        mode = {True: "pooled", False: "none"}.get(calibrate, calibrate) if isinstance(calibrate, bool) else calibrate
-        if mode not in ("none", "pooled", "exemplar"):
+        mode = calibration_mode(calibrate)
+        if mode not in CALIBRATION_MODES:
             raise UrbangenError(f"calibrate must be 'pooled', 'exemplar' or false, got {calibrate!r}")
         stats = self.config.get("appearance")
         exemplars = self.config.get("appearance_exemplars") if mode == "exemplar" else None

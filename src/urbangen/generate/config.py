@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from urbangen.config import StrictModel
+from urbangen.diffusion.appearance import calibration_mode
 
 
 class SourceConfig(StrictModel):
@@ -119,4 +120,4 @@ class GenerateConfig(StrictModel):
     @field_validator("calibrate", mode="before")
     @classmethod
     def _calibrate_bool(cls, value: object) -> object:
-        return {True: "pooled", False: "none"}.get(value, value) if isinstance(value, bool) else value
+        return calibration_mode(value)
