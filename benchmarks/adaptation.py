@@ -11,6 +11,9 @@ reusing the run's world, baselines, pseudo-labels and adapted generator (minutes
 ``seeds``: the demo's segmenter trained with several training seeds on the same datasets (say the
 ``generated`` and ``unfiltered`` folders of a ``regenerate``): the training noise of a demo mIoU.
 
+``scorers``: do two segmenters scoring the same candidates (a demo's filter and a ``regenerate --scorer``)
+agree on which candidate of a map is better?
+
 ``compose``: candidate 0 of a finished demo run, optionally with the source render's high frequencies,
 as the only training data of a segmenter (is the generator's appearance or its detail the problem?).
 
@@ -266,10 +269,13 @@ def regenerate(args: argparse.Namespace) -> dict:
     changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set or [])}
     cfg = load_pipeline_config(None, scale=args.scale, seed=args.seed)
     cfg = cfg.model_copy(update={"generate": {**cfg.generate, **changes}})
-    timings, result = {}, {"run": str(run), "changes": changes}
+    timings, result = {}, {"run": str(run), "changes": changes, "scorer": args.scorer}
     start = time.perf_counter()
     generator = with_exemplars(parts, out / "generator") if cfg.generate.get("calibrate") == "exemplar" else None
-    gen = _generate_config(cfg, generator or parts["generator"], parts["source"], out / "candidates", parts["fda"])
+    if args.scorer not in parts:
+        raise SystemExit(f"--scorer {args.scorer}: not a segmenter of {run} (have {sorted(parts)})")
+    scorer = parts[args.scorer]
+    gen = _generate_config(cfg, generator or parts["generator"], parts["source"], out / "candidates", scorer)
     if args.candidates_from:
         # a filter-only what-if: these candidates (the run's, or another what-if's) are what it would render
         if not set(changes) <= FILTER_SETTINGS:
@@ -322,6 +328,50 @@ def seeds(args: argparse.Namespace) -> dict:
             "std": float(np.std(values)),
         }
         print(f"{data}: {np.mean(values):.2f} +- {np.std(values):.2f} mIoU over seeds {args.seeds}", flush=True)
+    return result
+
+
+def scorers(args: argparse.Namespace) -> dict:
+    """Two scorings of the same candidates (the ``filter/manifest.jsonl`` of two filter runs, e.g. a demo's
+    and a ``regenerate --scorer oracle``): do the two segmenters agree on which candidate of a map is the
+    better one, and on which maps are good? Chance agreement on the best of K candidates is 1/K."""
+    lines = []
+    for folder in (args.a, args.b):
+        path = folder / "filter" / "manifest.jsonl" if folder.is_dir() else folder
+        if not path.is_file():
+            raise SystemExit(f"{path}: no score manifest (give a filter output folder or its filter/manifest.jsonl)")
+        lines.append({line["id"]: line for line in map(json.loads, path.read_text().splitlines())})
+    a, b = lines
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        raise SystemExit(f"{args.a} and {args.b} score no map in common")
+    k = {len(a[i]["candidates"]) for i in ids}
+    if len(k) != 1 or k == {1}:
+        raise SystemExit(f"need the same number (>= 2) of candidates per map, got {sorted(k)}")
+
+    def mcoc(line: dict) -> np.ndarray:
+        return np.array([np.nan if c["mcoc"] is None else c["mcoc"] for c in line["candidates"]], dtype=float)
+
+    ma, mb = np.stack([mcoc(a[i]) for i in ids]), np.stack([mcoc(b[i]) for i in ids])
+    # within-map judgements: each candidate's MCOC minus its map's mean (what best-of-K selection acts on)
+    da, db = ma - ma.mean(1, keepdims=True), mb - mb.mean(1, keepdims=True)
+    ok = np.isfinite(da) & np.isfinite(db)
+    result = {
+        "maps": len(ids),
+        "candidates": k.pop(),
+        "best_agreement": float(np.mean([a[i]["best"] == b[i]["best"] for i in ids])),
+        "within_map_correlation": float(np.corrcoef(da[ok], db[ok])[0, 1]),
+        "map_correlation": float(np.corrcoef(np.nanmax(ma, 1), np.nanmax(mb, 1))[0, 1]),
+        "mean_mcoc": [float(np.nanmean(ma)), float(np.nanmean(mb))],
+        "mean_candidate_spread": [float(np.nanmean(np.ptp(m, 1))) for m in (ma, mb)],
+    }
+    print(
+        f"{len(ids)} maps x {result['candidates']} candidates: same best candidate "
+        f"{result['best_agreement']:.0%} (chance {1 / result['candidates']:.0%}); within-map correlation "
+        f"{result['within_map_correlation']:.2f}; best-MCOC correlation across maps {result['map_correlation']:.2f}; "
+        f"mean MCOC {result['mean_mcoc'][0]:.2f} / {result['mean_mcoc'][1]:.2f}",
+        flush=True,
+    )
     return result
 
 
@@ -451,6 +501,12 @@ def main() -> None:
     p.add_argument("--seg-iterations", type=int, default=800, help="the demo's own segmenter iterations")
     p.add_argument("--methods", default="urbangen,urbangen_nofilter", help="segmenters to train (comma list)")
     p.add_argument(
+        "--scorer",
+        default="fda",
+        help="the run's segmenter that scores MCOC (the demo's: fda, the pseudo-labeller); e.g. oracle: "
+        "what the filter does with a better segmenter",
+    )
+    p.add_argument(
         "--candidates-from",
         type=Path,
         help="filter-only what-if on these candidates (RUN/for-loop-*/generate-shard/candidates, or OUT/candidates)",
@@ -478,6 +534,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seg-iterations", type=int, default=800)
     p.add_argument("--json", type=Path)
+    p = sub.add_parser("scorers", help="do two scorings of the same candidates agree (best candidate, map MCOC)?")
+    p.add_argument("--a", type=Path, required=True, help="a filter output folder (or its filter/manifest.jsonl)")
+    p.add_argument("--b", type=Path, required=True, help="another scoring of the same candidates")
+    p.add_argument("--json", type=Path)
     p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")
     p.add_argument("--real", type=Path, required=True, help="real-style world dataset root (train split)")
     p.add_argument("--labels", type=Path, required=True, help="labels for the real train images (<id>.png)")
@@ -493,6 +553,7 @@ def main() -> None:
         "regenerate": regenerate,
         "compose": compose,
         "seeds": seeds,
+        "scorers": scorers,
     }
     result = commands[args.command](args)
     if getattr(args, "json", None):
