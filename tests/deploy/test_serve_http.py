@@ -123,12 +123,32 @@ def test_v2_generates_the_seeded_image(server: str, tiny_bundle: Path):
     response = json.loads(body)
     (output,) = response["outputs"]
     assert output["name"] == "image" and output["datatype"] == "UINT8" and output["shape"] == [24, 40, 3]
-    assert response["parameters"] == {"seed": 7, "steps": 2, "guidance": 2.0}
+    assert response["parameters"] == {"seed": 7, "steps": 2, "guidance": 2.0, "calibrate": "none"}
     image = np.asarray(output["data"], dtype=np.uint8).reshape(24, 40, 3)
     expected = load_runtime(tiny_bundle, RuntimeConfig(backend="onnxruntime")).generate(
         label[None], [7], depth=depth[None], steps=2
     )[0]
     assert np.array_equal(image, expected)  # the service renders exactly what the runtime renders
+
+
+def test_v2_calibrates_colours_like_generate(server: str, tiny_bundle: Path):
+    from urbangen.export.runtime import RuntimeConfig, load_runtime
+
+    label, depth = inputs()
+    runtime = load_runtime(tiny_bundle, RuntimeConfig(backend="onnxruntime"))
+    images = {}
+    for mode in ("none", "pooled", "exemplar"):
+        status, body = request(
+            f"{server}/v2/models/{NAME}/infer", v2_body(label, depth, seed=7, steps=2, calibrate=mode)
+        )
+        assert status == 200, body
+        response = json.loads(body)
+        assert response["parameters"]["calibrate"] == mode
+        images[mode] = np.asarray(response["outputs"][0]["data"], dtype=np.uint8).reshape(24, 40, 3)
+        expected = runtime.generate(label[None], [7], depth=depth[None], steps=2, calibrate=mode)[0]
+        assert np.array_equal(images[mode], expected)  # the pipeline's generate.calibrate, served
+    assert not np.array_equal(images["none"], images["pooled"])
+    assert not np.array_equal(images["pooled"], images["exemplar"])
 
 
 @pytest.mark.parametrize(
@@ -201,12 +221,21 @@ def test_model_is_ready_only_after_load(tiny_bundle: Path, tmp_path: Path):
     from urbangen.errors import UrbangenError
     from urbangen.export.runtime import RuntimeConfig
     from urbangen.export.server import GeneratorModel, ServeOptions
+    from urbangen.export.synthetic import random_generator
 
+    (tmp_path / "empty").mkdir()
     options = ServeOptions(name="m", generator=tiny_bundle, runtime=RuntimeConfig(backend="onnxruntime"))
     model = GeneratorModel(options, registry=CollectorRegistry())
     assert model.ready is False
     assert model.load() is True and model.ready is True and model.limits.depth is True
-    broken = GeneratorModel(ServeOptions(name="m", generator=tmp_path), registry=CollectorRegistry())
+    assert model.limits.calibrations == ("none", "pooled", "exemplar")
+    plain = random_generator(tmp_path / "plain", patch=2, appearance=False)
+    refused = GeneratorModel(
+        ServeOptions(name="m", generator=plain, calibrate="exemplar"), registry=CollectorRegistry()
+    )
+    with pytest.raises(UrbangenError, match=r"--calibrate exemplar: .* can apply \['none'\] only"):
+        refused.load()
+    broken = GeneratorModel(ServeOptions(name="m", generator=tmp_path / "empty"), registry=CollectorRegistry())
     with pytest.raises(UrbangenError, match="not a generator folder"):
         broken.load()
     assert broken.ready is False

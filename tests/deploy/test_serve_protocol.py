@@ -91,6 +91,25 @@ def test_v2_bad_requests_name_the_problem(request_kwargs, message):
         parse_v2(v2(**request_kwargs), LIMITS)
 
 
+def test_calibrate_parameter_defaults_to_the_server_and_is_checked_against_the_generator():
+    limits = Limits(num_classes=19, depth=True, calibrations=("none", "pooled", "exemplar"), default_calibrate="pooled")
+    assert parse_v2(v2(), limits).calibrate == "pooled"
+    chosen = parse_v2(v2(params={"calibrate": "exemplar"}), limits)
+    assert chosen.calibrate == "exemplar" and chosen.batch_key() != parse_v2(v2(), limits).batch_key()
+    response, _ = encode_v2("g", "id", chosen, np.zeros((8, 16, 3), np.uint8), 2.0).to_rest()
+    assert response["parameters"]["calibrate"] == "exemplar"
+    instance = {"label": png(np.zeros((8, 16), np.uint8)), "depth": npy(np.ones((8, 16), np.float32))}
+    (item,) = parse_v1({"instances": [{**instance, "calibrate": "none"}]}, limits)
+    assert item.calibrate == "none"
+    assert encode_v1([item], [np.zeros((8, 16, 3), np.uint8)])["predictions"][0]["calibrate"] == "none"
+    with pytest.raises(RequestError, match=r"calibrate: expected one of \['none', 'pooled', 'exemplar'\], got 'warm'"):
+        parse_v2(v2(params={"calibrate": "warm"}), limits)
+    # a generator without colour statistics (LIMITS: the default, none only) refuses the modes that need them
+    assert parse_v2(v2(), LIMITS).calibrate == "none"
+    with pytest.raises(RequestError, match="no target colour statistics"):
+        parse_v2(v2(params={"calibrate": "exemplar"}), LIMITS)
+
+
 def test_v2_refuses_depth_for_a_generator_without_it():
     with pytest.raises(RequestError, match="does not use depth"):
         parse_v2(v2(), Limits(num_classes=19, depth=False))

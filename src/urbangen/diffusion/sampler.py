@@ -100,6 +100,14 @@ class Generator:
     def size_multiple(self) -> int:
         return self.modules.size_multiple
 
+    @property
+    def calibrations(self) -> tuple[str, ...]:
+        """The ``calibrate`` modes this generator can apply: ``none``, plus ``pooled`` and ``exemplar`` when
+        stage 2 recorded the target colour statistics they need."""
+        if not self.config.get("appearance"):
+            return ("none",)
+        return CALIBRATION_MODES if self.config.get("appearance_exemplars") else ("none", "pooled")
+
     def make_scheduler(self, name: str = "ddim", steps: int = 20):
         """A fresh sampling scheduler (they keep per-run state) with ``steps`` timesteps set."""
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
@@ -296,7 +304,7 @@ class Generator:
             raise UrbangenError(f"calibrate must be 'pooled', 'exemplar' or false, got {calibrate!r}")
         stats = self.config.get("appearance")
         exemplars = self.config.get("appearance_exemplars") if mode == "exemplar" else None
-        if (mode != "none" and not stats) or (mode == "exemplar" and not exemplars):
+        if mode not in self.calibrations:
             key = "appearance_exemplars" if stats else "appearance"
             raise UrbangenError(
                 f"calibrate {mode!r}: this generator has no target colour statistics (urbangen.json {key!r}, "

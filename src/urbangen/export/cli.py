@@ -139,6 +139,14 @@ def export(
 )
 @click.option("--max-steps", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option(
+    "--calibrate",
+    type=click.Choice(["none", "pooled", "exemplar"]),
+    default="none",
+    show_default=True,
+    help="Target colour calibration of requests that set none (as `generate.calibrate`; needs the statistics "
+    "stage 2 records).",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(path_type=Path),
     default=Path("/tmp/urbangen-models"),
@@ -159,6 +167,7 @@ def serve(
     max_wait_ms: float,
     max_side: int,
     max_steps: int,
+    calibrate: str,
     cache_dir: Path,
 ) -> None:
     """Serve a generator over KServe's Open Inference Protocol (V2) and V1 JSON with PNGs."""
@@ -181,5 +190,6 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_side=max_side,
         max_steps=max_steps,
+        calibrate=calibrate,
     )
     run_server(options, host, port)

@@ -4,19 +4,23 @@ Open Inference Protocol (V2), ``POST /v2/models/<name>/infer``::
 
     {"inputs": [{"name": "label", "datatype": "UINT8", "shape": [H, W], "data": [...trainIds...]},
                 {"name": "depth", "datatype": "FP32",  "shape": [H, W], "data": [...metres...]}],   # optional
-     "parameters": {"seed": 7, "steps": 20, "guidance": 2.0}}                                      # optional
+     "parameters": {"seed": 7, "steps": 20, "guidance": 2.0, "calibrate": "exemplar"}}             # optional
     -> {"outputs": [{"name": "image", "datatype": "UINT8", "shape": [H, W, 3], "data": [...]}],
-        "parameters": {"seed": 7, "steps": 20, "guidance": 2.0}}
+        "parameters": {"seed": 7, "steps": 20, "guidance": 2.0, "calibrate": "exemplar"}}
 
 V1, ``POST /v1/models/<name>:predict``, PNG in and out::
 
     {"instances": [{"label": {"b64": "<PNG, 8-bit single channel, trainIds>"},
-                    "depth": {"b64": "<.npy, float32 HxW metres>"}, "seed": 7, "steps": 20, "guidance": 2.0}]}
-    -> {"predictions": [{"image": {"b64": "<PNG RGB>"}, "seed": 7, "height": H, "width": W}]}
+                    "depth": {"b64": "<.npy, float32 HxW metres>"}, "seed": 7, "steps": 20, "guidance": 2.0,
+                    "calibrate": "exemplar"}]}
+    -> {"predictions": [{"image": {"b64": "<PNG RGB>"}, "seed": 7, "calibrate": "exemplar", "height": H, "width": W}]}
 
 Every field is checked (names, dtypes, shapes, size limits, id range, parameter ranges); a violation is a
 :class:`RequestError` whose message names the field and what was expected (the server answers 400 with it).
-A missing seed is drawn at random and returned, so every answer can be reproduced.
+A missing seed is drawn at random and returned, so every answer can be reproduced. ``calibrate`` (``none``,
+``pooled``, ``exemplar``: the target colour calibration of ``urbangen generate``, see
+:func:`urbangen.diffusion.appearance.calibrate`) defaults to the server's ``--calibrate``; a mode the
+generator has no statistics for is refused.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class Limits:
     default_steps: int = 20
     guidance_range: tuple[float, float] = (0.0, 20.0)
     max_instances: int = 16
+    calibrations: tuple[str, ...] = ("none",)  # the modes the loaded generator can apply
+    default_calibrate: str = "none"
 
 
 @dataclass(frozen=True)
@@ -62,10 +68,11 @@ class GenerationRequest:
     seed: int
     steps: int
     guidance: float | None  # None: the generator's recorded default
+    calibrate: str = "none"
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can be rendered in one batch."""
-        return self.label.shape, self.steps, self.guidance, self.depth is not None
+        return self.label.shape, self.steps, self.guidance, self.depth is not None, self.calibrate
 
 
 # --- checks shared by both protocols ----------------------------------------------------------------------
@@ -113,11 +120,15 @@ def check_depth(
     return values
 
 
-def check_params(params: dict[str, Any], limits: Limits, field: str) -> tuple[int, int, float | None]:
-    """(seed, steps, guidance) from a parameter mapping; unknown names are refused."""
-    unknown = sorted(set(params) - {"seed", "steps", "guidance"})
+PARAMETERS = ("seed", "steps", "guidance", "calibrate")
+
+
+def check_params(params: dict[str, Any], limits: Limits, field: str) -> dict[str, Any]:
+    """``seed``, ``steps``, ``guidance`` and ``calibrate`` (the :class:`GenerationRequest` fields) from a
+    parameter mapping, defaults filled in; unknown names are refused."""
+    unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
-        raise RequestError(f"{field}: unknown parameters {unknown} (expected seed, steps, guidance)")
+        raise RequestError(f"{field}: unknown parameters {unknown} (expected {', '.join(PARAMETERS)})")
     seed = params.get("seed")
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -135,7 +146,16 @@ def check_params(params: dict[str, Any], limits: Limits, field: str) -> tuple[in
         or not math.isfinite(guidance)
     ):
         raise RequestError(f"{field}.guidance: expected a number in {low}..{high}, got {guidance!r}")
-    return seed, steps, None if guidance is None else float(guidance)
+    calibrate = params.get("calibrate", limits.default_calibrate)
+    if calibrate not in limits.calibrations:
+        why = " (this generator has no target colour statistics for it)" if calibrate in ("pooled", "exemplar") else ""
+        raise RequestError(f"{field}.calibrate: expected one of {list(limits.calibrations)}, got {calibrate!r}{why}")
+    return {
+        "seed": seed,
+        "steps": steps,
+        "guidance": None if guidance is None else float(guidance),
+        "calibrate": calibrate,
+    }
 
 
 # --- V2 ---------------------------------------------------------------------------------------------------
@@ -187,8 +207,7 @@ def parse_v2(request: Any, limits: Limits) -> GenerationRequest:
     params = request.parameters or {}
     if not isinstance(params, dict):
         raise RequestError("parameters: expected a JSON object")
-    seed, steps, guidance = check_params(dict(params), limits, "parameters")
-    return GenerationRequest(label, depth, seed, steps, guidance)
+    return GenerationRequest(label, depth, **check_params(dict(params), limits, "parameters"))
 
 
 def encode_v2(
@@ -202,7 +221,7 @@ def encode_v2(
         response_id=request_id or "",
         model_name=model_name,
         infer_outputs=[output],
-        parameters={"seed": item.seed, "steps": item.steps, "guidance": guidance},
+        parameters={"seed": item.seed, "steps": item.steps, "guidance": guidance, "calibrate": item.calibrate},
     )
 
 
@@ -262,8 +281,7 @@ def parse_v1(body: dict, limits: Limits) -> list[GenerationRequest]:
         else:
             check_depth(None, label.shape, limits, f"{field}.depth")
         params = {k: v for k, v in instance.items() if k not in ("label", "depth")}
-        seed, steps, guidance = check_params(params, limits, field)
-        items.append(GenerationRequest(label, depth, seed, steps, guidance))
+        items.append(GenerationRequest(label, depth, **check_params(params, limits, field)))
     return items
 
 
@@ -278,7 +296,13 @@ def encode_png(image: np.ndarray) -> str:
 def encode_v1(items: list[GenerationRequest], images: list[np.ndarray]) -> dict:
     return {
         "predictions": [
-            {"image": {"b64": encode_png(image)}, "seed": item.seed, "height": image.shape[0], "width": image.shape[1]}
+            {
+                "image": {"b64": encode_png(image)},
+                "seed": item.seed,
+                "calibrate": item.calibrate,
+                "height": image.shape[0],
+                "width": image.shape[1],
+            }
             for item, image in zip(items, images, strict=True)
         ]
     }

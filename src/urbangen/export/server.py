@@ -151,6 +151,7 @@ class ServeOptions:
     max_wait_ms: float = 20.0
     max_side: int = 2048
     max_steps: int = 100
+    calibrate: str = "none"  # colour calibration of requests that do not choose one (none|pooled|exemplar)
 
 
 def resolve_generator(options: ServeOptions) -> Path:
@@ -187,12 +188,20 @@ class GeneratorModel(Model):
                 spec = self.runtime.spec
                 if spec is None:
                     raise UrbangenError(f"{folder} is a stage-1 generator (no control branch): serve a stage-2 folder")
+                calibrations = self.runtime.calibrations
+                if self.options.calibrate not in calibrations:
+                    raise UrbangenError(
+                        f"--calibrate {self.options.calibrate}: {folder} can apply {list(calibrations)} only "
+                        "(its stage 2 recorded no target colour statistics for that mode)"
+                    )
                 self.limits = Limits(
                     num_classes=spec.num_classes,
                     ignore=self.runtime.taxonomy.ignore,
                     depth=spec.depth,
                     max_side=self.options.max_side,
                     max_steps=self.options.max_steps,
+                    calibrations=calibrations,
+                    default_calibrate=self.options.calibrate,
                 )
                 log.info(
                     "loaded %s (%s backend) in %.1f s",
@@ -216,6 +225,7 @@ class GeneratorModel(Model):
             steps=first.steps,
             guidance=first.guidance,
             batch_size=len(items),
+            calibrate=first.calibrate,
         )
         return list(images)
 

@@ -21,13 +21,17 @@ def random_generator(
     perturb: float = 0.05,
     patch: int | None = None,
     control: str = "controlnet",
+    appearance: bool = True,
 ) -> Path:
     """Write a generator folder (the layout ``adapt`` writes) to ``out`` and return it. ``patch`` overrides the
     base's pixel-space patch size (pixels per side folded into channels); ``latent`` replaces it by a VAE;
-    ``control`` is the stage-2 control kind (``controlnet``, ``concat``)."""
+    ``control`` is the stage-2 control kind (``controlnet``, ``concat``); ``appearance`` records target colour
+    statistics (pooled and per image, as stage 2 does) of seeded random images, for ``calibrate``."""
+    import numpy as np
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
+    from urbangen.diffusion.appearance import class_colour_stats, image_colour_stats
     from urbangen.diffusion.artefacts import save_generator
     from urbangen.diffusion.build import make_control, scratch_modules, scratch_spec
     from urbangen.diffusion.conditioning import ConditionSpec
@@ -76,6 +80,13 @@ def random_generator(
         "prediction_type": modules.scheduler.config.prediction_type,
         "sampling": {"guidance": 2.0},
     }
+    if appearance:
+        rng = np.random.default_rng(seed)
+        # four "target images", each darker or brighter than the last: exemplar and pooled statistics differ
+        pairs = [
+            (rng.integers(0, 128, (32, 64, 3)) + 32 * i, rng.integers(0, spec.num_classes, (32, 64))) for i in range(4)
+        ]
+        meta.update(appearance=class_colour_stats(pairs), appearance_exemplars=image_colour_stats(pairs))
     out = Path(out)
     save_generator(modules, out, meta)
     return out
