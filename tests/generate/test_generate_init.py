@@ -165,3 +165,14 @@ def test_generation_run_calibrates_colours_with_the_generators_statistics(tmp_pa
         big = [c for c in np.unique(label[label != 255]) if (label == c).sum() >= 20]
         means = {e: max(np.abs(image[label == c].mean(0) - exemplars[e][str(c)][0]).max() for c in big) for e in (0, 1)}
         assert min(means.values()) < 3  # every region of an image takes the one exemplar it drew
+
+    # a folder written when the setting was boolean (`calibrate: true` in run.json) resumes as "pooled"
+    pooled = cfg.model_copy(update={"generator": calibrated, "out": tmp_path / "c"})
+    first = generate_candidates(pooled)
+    run_file = Path(first["out"]) / "run.json"
+    info = json.loads(run_file.read_text())
+    info["fingerprint"]["calibrate"] = True
+    run_file.write_text(json.dumps(info))
+    assert generate_candidates(pooled)["out"] == first["out"]
+    with pytest.raises(UrbangenError, match="calibrate: 'pooled' here vs 'exemplar' requested"):
+        generate_candidates(pooled.model_copy(update={"calibrate": "exemplar"}))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from urbangen.datasets.writer import MANIFEST, read_manifest
+from urbangen.diffusion.appearance import calibration_mode
 from urbangen.errors import UrbangenError
 from urbangen.io import read_label, read_rgb, sha256_file, write_json_atomic, write_png
 
@@ -39,6 +40,8 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def _differences(a: dict, b: dict) -> list[str]:
+    if "calibrate" in a:  # folders written before calibration modes recorded `calibrate: true` for "pooled"
+        a = {**a, "calibrate": calibration_mode(a["calibrate"])}
     keys = sorted(set(a) | set(b))
     return [f"{k}: {a.get(k)!r} here vs {b.get(k)!r} requested" for k in keys if a.get(k) != b.get(k)]
 
