@@ -40,3 +40,13 @@ def test_report_inlines_images_and_shows_differences(tmp_path):
     assert page.count("data:image/png;base64,") == 3  # chart + two example images, nothing linked
     assert "MCOC 0.81" in page and "11.5" in page and "world_000000_000019" in page
     assert 'src="http' not in page and "<link" not in page
+
+
+def test_report_says_whether_figures_are_one_training_seed_or_a_mean():
+    from urbangen.report import render_report
+
+    one = {"methods": {"source_only": {"mIoU": 20.0}, "urbangen": {"mIoU": 21.0}}}
+    assert "one training seed per method" in render_report(one)
+    several = {"methods": {"source_only": {"mIoU": 20.0, "mIoU_std": 0.4}, "urbangen": {"mIoU": 21.0, "mIoU_std": 0.3}}}
+    page = render_report(several)
+    assert "21.0 ± 0.3" in page and "over the training seeds" in page and "one training seed" not in page

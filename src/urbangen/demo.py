@@ -98,7 +98,8 @@ def demo_command(
     results = run_demo(cfg, out)
     click.echo(f"\n{'method':<20} {'mIoU':>6}")
     for method, result in results["methods"].items():
-        click.echo(f"{method:<20} {result['mIoU']:6.1f}")
+        std = result.get("mIoU_std")
+        click.echo(f"{method:<20} {result['mIoU']:6.1f}" + (f" ± {std:.1f}" if std is not None else ""))
     click.echo(
         f"\nwrote {Path(out) / 'results.json'} and {Path(out) / 'report.html'} ({results['total_seconds']:.0f} s)"
     )

@@ -93,10 +93,18 @@ def _results_table(methods: dict[str, dict]) -> str:
             f"<tr><td>{html.escape(METHOD_TITLES.get(name, name))}</td><td{cls}>{cell}</td><td>{delta}</td>"
             f"<td>{'' if acc is None else f'{acc:.1f}'}</td></tr>"
         )
+    if any(m.get("mIoU_std") is not None for m in methods.values()):
+        note = "mean ± standard deviation over the training seeds (train_seeds)"
+    else:
+        note = (
+            "one training seed per method: methods closer than the spread of a method over training seeds "
+            "(about 1 point at demo scale, docs/BENCHMARKS.md) are not ranked by this table; set train_seeds "
+            "in --config for mean ± sd"
+        )
     return (
         "<table><tr><th>method</th><th>mIoU (%)</th><th>Δ vs source only</th><th>pixel acc. (%)</th></tr>"
         + "".join(rows)
-        + "</table>"
+        + f"</table><p class='small'>{html.escape(note)}</p>"
     )
 
 
