@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from urbangen.diffusion.appearance import MODES as CALIBRATION_MODES
 from urbangen.errors import UrbangenError
 
 generator_option = click.option(
@@ -140,7 +141,7 @@ def export(
 @click.option("--max-steps", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option(
     "--calibrate",
-    type=click.Choice(["none", "pooled", "exemplar"]),
+    type=click.Choice(CALIBRATION_MODES),
     default="none",
     show_default=True,
     help="Target colour calibration of requests that set none (as `generate.calibrate`; needs the statistics "

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from urbangen.diffusion.appearance import MODES as CALIBRATION_MODES
+
 MAX_SEED = 2**63 - 1
 
 
@@ -148,7 +150,7 @@ def check_params(params: dict[str, Any], limits: Limits, field: str) -> dict[str
         raise RequestError(f"{field}.guidance: expected a number in {low}..{high}, got {guidance!r}")
     calibrate = params.get("calibrate", limits.default_calibrate)
     if calibrate not in limits.calibrations:
-        why = " (this generator has no target colour statistics for it)" if calibrate in ("pooled", "exemplar") else ""
+        why = " (this generator has no target colour statistics for it)" if calibrate in CALIBRATION_MODES else ""
         raise RequestError(f"{field}.calibrate: expected one of {list(limits.calibrations)}, got {calibrate!r}{why}")
     return {
         "seed": seed,

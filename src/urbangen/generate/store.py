@@ -40,8 +40,6 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def _differences(a: dict, b: dict) -> list[str]:
-    if "calibrate" in a:  # folders written before calibration modes recorded `calibrate: true` for "pooled"
-        a = {**a, "calibrate": calibration_mode(a["calibrate"])}
     keys = sorted(set(a) | set(b))
     return [f"{k}: {a.get(k)!r} here vs {b.get(k)!r} requested" for k in keys if a.get(k) != b.get(k)]
 
@@ -71,7 +69,10 @@ class CandidateStore:
         path = self.root / RUN_FILE
         if path.is_file():
             old = json.loads(path.read_text())
-            diffs = _differences(old.get("fingerprint", {}), info["fingerprint"])
+            recorded = old.get("fingerprint", {})
+            if "calibrate" in recorded:  # folders written before calibration modes hold `true` for "pooled"
+                recorded = {**recorded, "calibrate": calibration_mode(recorded["calibrate"])}
+            diffs = _differences(recorded, info["fingerprint"])
             if old.get("shard") != info.get("shard"):
                 diffs.append(f"shard: {old.get('shard')} here vs {info.get('shard')} requested")
             if diffs:
