@@ -58,12 +58,20 @@ def train_segmenter(
 
 @component
 def pseudo_label(
-    config: dict, parent_run_id: str, segmenter: Input[Model], target: Input[Dataset], labels: Output[Dataset]
+    config: dict,
+    parent_run_id: str,
+    segmenter: Input[Model],
+    target: Input[Dataset],
+    source: Input[Dataset],
+    labels: Output[Dataset],
 ):
-    """Confidence-thresholded pseudo-labels for the unlabelled target images."""
+    """Confidence-thresholded pseudo-labels for the unlabelled target images (the labelled source gives the
+    class spatial prior when the config asks for one)."""
     from urbangen import steps
 
-    labels.metadata.update(steps.pseudo_label(config, segmenter.path, target.path, labels.path, parent_run_id))
+    labels.metadata.update(
+        steps.pseudo_label(config, segmenter.path, target.path, labels.path, parent_run_id, source_dir=source.path)
+    )
 
 
 @component

@@ -109,7 +109,13 @@ def build_pipeline(cfg: PipelineConfig):
         # the pseudo-labeller (and MCOC judge) is the best source-trained model available: FDA's
         pseudo_seg = fda_seg if cfg.pseudo_label_from == "fda" else source_seg
         pseudo = step(
-            c.pseudo_label(config=config, parent_run_id=run_id, segmenter=pseudo_seg.outputs["model"], target=target),
+            c.pseudo_label(
+                config=config,
+                parent_run_id=run_id,
+                segmenter=pseudo_seg.outputs["model"],
+                target=target,
+                source=source,
+            ),
             "pseudo_label",
         )
         stage1 = step(c.adapt_stage1(config=config, parent_run_id=run_id, target=target), "adapt_stage1")

@@ -111,7 +111,7 @@ SMOKE = {
         "log_every": 10,
         "lr": 6e-4,
     },
-    "pseudo_label": {"threshold": 0.5},
+    "pseudo_label": {"threshold": 0.5, "spatial_prior": True},
     "adapt": {"base": "tiny", "stage1": {"steps": 4, "batch_size": 2}, "stage2": {"steps": 4, "batch_size": 2}},
     # smoke models are barely trained: keep every map (the filter still scores, selects and rectifies)
     "generate": {"candidates": 2, "steps": 2, "batch_size": 4, "mcoc": {"threshold": 0.0}},
@@ -139,7 +139,9 @@ DEMO = {
     # rendered 1.0 img/s each, one alone renders ~4.5 img/s (the smoke preset keeps 2 shards to show sharding)
     "generate_shards": 1,
     "segment": DEMO_SEGMENT,
-    "pseudo_label": {"threshold": 0.9, "mode": "classwise", "percentile": 50.0},
+    # CBST with spatial priors: class-wise thresholds, and the source's class layout weighs the softmax
+    # (raw pseudo-label mIoU +0.9 to +5.4 on three seed pairs: docs/BENCHMARKS.md "Pseudo-labels")
+    "pseudo_label": {"threshold": 0.9, "mode": "classwise", "percentile": 50.0, "spatial_prior": True},
     # small pixel-space generator from scratch with concat control (follows the labels after a few hundred
     # steps, where a ControlNet needs thousands): docs/BENCHMARKS.md "End-to-end demo" has the measurements
     "adapt": {

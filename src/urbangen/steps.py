@@ -201,14 +201,27 @@ def train_segmenter(
 
 
 def pseudo_label(
-    config: dict[str, Any], segmenter: str | Path, target_dir: str | Path, out: str | Path, parent_run_id: str
+    config: dict[str, Any],
+    segmenter: str | Path,
+    target_dir: str | Path,
+    out: str | Path,
+    parent_run_id: str,
+    source_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Confidence-thresholded pseudo-labels of the target training images."""
+    """Confidence-thresholded pseudo-labels of the target training images; with ``pseudo_label.spatial_prior``
+    the source's class layout (``source_dir``) weighs the segmenter's softmax (CBST-SP)."""
     from urbangen.segment.pseudo import pseudo_label as run_pseudo_label
 
     cfg = load(config)
+    options = dict(cfg.pseudo_label)
+    prior = None
+    if options.pop("spatial_prior", False):
+        if source_dir is None:
+            raise UrbangenError("pipeline config: pseudo_label.spatial_prior needs the labelled source dataset")
+        prior = _source(source_dir, "train")
     with step_run(cfg, parent_run_id, "pseudo-label", cfg.pseudo_label) as run:
-        summary = run_pseudo_label(model_folders(segmenter)[0], _source(target_dir, "train"), out, **cfg.pseudo_label)
+        segmenter_dir = model_folders(segmenter)[0]
+        summary = run_pseudo_label(segmenter_dir, _source(target_dir, "train"), out, spatial_prior=prior, **options)
         numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
         run.log_metrics(numbers)
         run.log_artifact(Path(out) / "summary.json")

@@ -9,12 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 from urbangen.cli import main
+from urbangen.datasets.writer import DatasetWriter
 from urbangen.errors import UrbangenError
 from urbangen.io import read_label
 from urbangen.labels import Taxonomy
 from urbangen.segment.data import DataSource, open_source
 from urbangen.segment.evaluate import evaluate_source
 from urbangen.segment.predict import Predictor, predict_dataset
+from urbangen.segment.prior import apply_prior, spatial_prior
 from urbangen.segment.pseudo import class_thresholds, pseudo_label
 
 
@@ -72,6 +74,59 @@ def test_pseudo_labels_global_and_classwise(toy_model, toy_root, tmp_path):
     assert (opened.load_label(0) == read_label(out / f"{ids[0]}.png")).all()
 
 
+def test_spatial_prior_counts_the_source_layout(tmp_path):
+    writer = DatasetWriter(tmp_path, split="train", city="layout")
+    for i in range(3):
+        label = np.zeros((8, 16), np.uint8)  # road below
+        label[:4] = 10  # sky above
+        label[0, 0] = 255  # ignore is not counted
+        writer.write(f"layout_{i:06d}_000000", np.zeros((8, 16, 3), np.uint8), label, {})
+    source = DataSource(root=tmp_path, split="train")
+    prior = spatial_prior(source, grid=(8, 16), progress=False)
+    assert prior.shape == (19, 8, 16) and np.allclose(prior.sum(axis=0), 1)
+    n = 3 + 19  # three maps, plus one (Laplace) count per class
+    assert np.allclose(prior[10, :4, 1:], 4 / n) and np.allclose(prior[0, :4, 1:], 1 / n)
+    assert np.allclose(prior[0, 4:], 4 / n) and np.allclose(prior[10, 4:], 1 / n)
+    assert np.allclose(prior[:, 0, 0], 1 / 19)  # only ignore there: uniform
+    coarse = spatial_prior(source, grid=(2, 4), progress=False)  # positions are normalised
+    assert (coarse[10, 0] == coarse.max(axis=0)[0]).all() and (coarse[0, 1] == coarse.max(axis=0)[1]).all()
+
+
+def test_apply_prior_tips_close_calls_only():
+    import torch
+
+    probs = torch.tensor([0.6, 0.4, 0.0])[None, :, None, None].repeat(1, 1, 2, 2)
+    probs[0, :, 1, :] = torch.tensor([0.99, 0.01, 0.0])[:, None]
+    prior = np.array([0.2, 0.8, 0.0], np.float32)[:, None, None]  # 1 x 1 grid, resized to 2 x 2
+    out = apply_prior(probs, prior)
+    assert torch.allclose(out.sum(dim=1), torch.ones(1, 2, 2))
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.12, 0.32, 0.0]) / 0.44)  # 0.6 vs 0.4 -> class 1
+    assert out[0, :, 1, 0].argmax() == 0  # a confident 0.99 stays
+    assert torch.allclose(apply_prior(probs, prior, weight=0.0), probs)
+    with pytest.raises(UrbangenError, match="2 classes but the segmenter predicts 3"):
+        apply_prior(probs, prior[:2])
+
+
+def test_pseudo_labels_with_a_spatial_prior(toy_model, toy_root, tmp_path):
+    source = DataSource(root=toy_root, split="train")
+    plain = pseudo_label(toy_model, source, tmp_path / "plain", threshold=0.5)
+    cars = DatasetWriter(tmp_path / "cars", split="train", city="cars")  # a source that is all car
+    for i in range(4):
+        cars.write(f"cars_{i:06d}_000000", np.zeros((16, 32, 3), np.uint8), np.full((16, 32), 13, np.uint8), {})
+    prior_source = DataSource(root=tmp_path / "cars", split="train")
+    out = tmp_path / "prior"
+    weighed = pseudo_label(toy_model, source, out, threshold=0.5, spatial_prior=prior_source, prior_weight=3)
+    assert (out / "prior.npy").is_file() and weighed["spatial_prior"]["root"] == str(tmp_path / "cars")
+    assert weighed["predicted_pixels"]["car"] > plain["predicted_pixels"]["car"]
+    assert plain["spatial_prior"] is None
+    # the stored predictions were made with this prior: resuming with other settings is refused
+    with pytest.raises(UrbangenError, match="prior_weight"):
+        pseudo_label(toy_model, source, out, threshold=0.5, spatial_prior=prior_source, prior_weight=1)
+    with pytest.raises(UrbangenError, match="spatial_prior"):
+        pseudo_label(toy_model, source, out, threshold=0.5)
+    assert pseudo_label(toy_model, source, out, threshold=0.9, spatial_prior=prior_source, prior_weight=3)
+
+
 def test_class_thresholds_from_histogram():
     hist = np.zeros((3, 256), np.int64)
     hist[0, [100, 200]] = [1, 3]  # 25% at 100, 75% at 200
@@ -97,5 +152,9 @@ def test_cli_predict_and_pseudo_label(toy_model, toy_root, tmp_path):
     out = runner.invoke(main, ["pseudo-label", *common, "--out", str(tmp_path / "pl"), "--threshold", "0.7"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["threshold"] == 0.7
+    prior = ["--prior-root", str(toy_root), "--prior-weight", "0.5"]
+    out = runner.invoke(main, ["pseudo-label", *common, "--out", str(tmp_path / "sp"), *prior])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["prior_weight"] == 0.5 and (tmp_path / "sp" / "prior.npy").is_file()
     bad = runner.invoke(main, ["predict", "--model", str(tmp_path), "--root", str(toy_root), "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "has no config.json" in bad.output

@@ -90,6 +90,16 @@ def predict(
 @click.option("--predict-mode", type=click.Choice(["whole", "slide"]), default="whole", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--prior-root",
+    type=PATH,
+    help="Labelled dataset (normally the segmenter's source) whose class layout weighs the softmax (CBST-SP).",
+)
+@click.option("--prior-format", default="cityscapes", show_default=True, help="Format of --prior-root.")
+@click.option("--prior-split", default="train", show_default=True, help="Split of --prior-root.")
+@click.option(
+    "--prior-weight", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Exponent of the prior."
+)
 def pseudo_label(
     model_dir: Path,
     format_: str,
@@ -103,12 +113,19 @@ def pseudo_label(
     predict_mode: str,
     batch_size: int,
     device: str,
+    prior_root: Path | None,
+    prior_format: str,
+    prior_split: str,
+    prior_weight: float,
 ) -> None:
     """Write confidence-thresholded pseudo-labels, confidence maps and a per-class summary."""
     from urbangen.segment.pseudo import pseudo_label as run
 
     source = _source(format_, root, split, mapping_file)
-    summary = run(model_dir, source, out, threshold, mode, percentile, batch_size, device, predict_mode)
+    prior = _source(prior_format, prior_root, prior_split, None) if prior_root else None
+    summary = run(
+        model_dir, source, out, threshold, mode, percentile, batch_size, device, predict_mode, prior, prior_weight
+    )
     click.echo(json.dumps(summary))
 
 

@@ -43,14 +43,20 @@ class Predictor:
         batch_size: int = 2,
         crop_size: tuple[int, int] | None = None,
         stride: tuple[int, int] | None = None,
+        prior: np.ndarray | None = None,
+        prior_weight: float = 1.0,
     ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray | list[np.ndarray]]:
         """(trainIds uint8, confidence float32) per image at its input size.
 
         ``images``: BxHxWx3 uint8, or a list of HxWx3 uint8 (sizes may differ; then lists come back).
         ``mode="slide"`` runs windows of ``crop_size`` (default: the training crop) every ``stride``
         (default: two thirds of the window) and averages overlapping logits.
+        ``prior``: a class spatial prior (C x h x w, :mod:`urbangen.segment.prior`) that multiplies the
+        softmax (to the power ``prior_weight``) before the arg-max; the confidence is then that posterior's.
         """
         import torch
+
+        from urbangen.segment.prior import apply_prior
 
         if mode not in MODES:
             raise UrbangenError(f"mode must be one of {MODES}, got {mode!r}")
@@ -74,7 +80,10 @@ class Predictor:
                 for ks in groups.values():
                     batch = normalize(np.stack([chunk[k] for k in ks]), self.device)
                     logits = self._whole(batch) if mode == "whole" else self._slide(batch, crop, step)
-                    conf, ids = torch.softmax(logits.float(), dim=1).max(dim=1)
+                    probs = torch.softmax(logits.float(), dim=1)
+                    if prior is not None:
+                        probs = apply_prior(probs, prior, prior_weight)
+                    conf, ids = probs.max(dim=1)
                     for j, k in enumerate(ks):
                         results[k] = (ids[j].to(torch.uint8).cpu().numpy(), conf[j].cpu().numpy())
                 for k in range(len(chunk)):
@@ -109,14 +118,15 @@ class Predictor:
 
 
 def iter_predictions(
-    predictor: Predictor, source: OpenSource, skip: set[str], mode: str = "whole", batch_size: int = 2
+    predictor: Predictor, source: OpenSource, skip: set[str], mode: str = "whole", batch_size: int = 2, **kwargs: Any
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(sample id, trainIds, confidence) for every sample of ``source`` whose id is not in ``skip``."""
+    """(sample id, trainIds, confidence) for every sample of ``source`` whose id is not in ``skip``;
+    ``kwargs`` go to :meth:`Predictor.predict` (e.g. ``prior``)."""
     todo = [i for i, s in enumerate(source.samples) if s.id not in skip]
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         images = [source.load_image(i) for i in chunk]
-        ids, conf = predictor.predict(images, mode=mode, batch_size=batch_size)
+        ids, conf = predictor.predict(images, mode=mode, batch_size=batch_size, **kwargs)
         for j, i in enumerate(chunk):
             yield source.samples[i].id, ids[j], conf[j]
 

@@ -6,6 +6,11 @@ Output folder (usable as ``DataSource.labels_dir``)::
     OUT/confidence/<id>.png    uint8 round(confidence * 255)
     OUT/prediction/<id>.png    the raw arg-max trainIds (before thresholding)
     OUT/summary.json           thresholds and kept / predicted pixels per class
+    OUT/inference.json         what the stored predictions were made with (checked when resuming)
+    OUT/prior.npy              the class spatial prior, when one is used
+
+``spatial_prior``: a labelled dataset (normally the source the segmenter was trained on) whose class
+layout multiplies the softmax before the arg-max (CBST-SP, :mod:`urbangen.segment.prior`).
 
 Thresholds act on the stored 8-bit confidence (steps of 1/255). ``mode="global"`` keeps pixels with
 confidence >= ``threshold``. ``mode="classwise"`` computes, per predicted class c, the ``percentile``-th
@@ -19,6 +24,7 @@ interrupted run resumes; thresholding and the summary are recomputed from the st
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ from urbangen.errors import UrbangenError
 from urbangen.io import IGNORE, read_label, write_json_atomic, write_png
 from urbangen.segment.data import DataSource, open_source
 from urbangen.segment.predict import MODES, Predictor, iter_predictions
+from urbangen.segment.prior import load_or_compute
 
 PSEUDO_MODES = ("global", "classwise")
 
@@ -49,6 +56,24 @@ def class_thresholds(hist: np.ndarray, percentile: float, threshold: float) -> n
     return out
 
 
+def _check_inference(path: Path, inference: dict[str, Any], resuming: bool) -> None:
+    """Refuse to mix predictions made with other inference settings; record the settings otherwise.
+    A folder from before the record existed resumes only without a prior (how it was made)."""
+    if path.is_file():
+        saved = json.loads(path.read_text())
+    elif resuming:
+        saved = {"predict_mode": inference["predict_mode"], "spatial_prior": None, "prior_weight": None}
+    else:
+        saved = inference
+    changed = sorted(k for k in inference if saved.get(k) != inference[k])
+    if changed:
+        raise UrbangenError(
+            f"{path.parent} holds predictions made with other settings ({', '.join(changed)}: "
+            f"{[saved.get(k) for k in changed]}, now {[inference[k] for k in changed]}); use a new output folder"
+        )
+    write_json_atomic(path, inference)
+
+
 def pseudo_label(
     model_dir: str | Path,
     source: DataSource,
@@ -59,6 +84,8 @@ def pseudo_label(
     batch_size: int = 2,
     device: str = "cpu",
     predict_mode: str = "whole",
+    spatial_prior: DataSource | None = None,
+    prior_weight: float = 1.0,
 ) -> dict[str, Any]:
     """Pseudo-label every image of ``source`` with the model in ``model_dir``; returns the summary."""
     from tqdm import tqdm
@@ -71,18 +98,31 @@ def pseudo_label(
         raise UrbangenError(f"threshold must be within 0..1, got {threshold}")
     if not 0 <= percentile <= 100:
         raise UrbangenError(f"percentile must be within 0..100, got {percentile}")
+    if prior_weight < 0:
+        raise UrbangenError(f"prior_weight must be >= 0, got {prior_weight}")
     out_dir = Path(out_dir)
     opened = open_source(source, need_labels=False)
     ids = [s.id for s in opened.samples]
+    inference = {
+        "predict_mode": predict_mode,
+        "spatial_prior": spatial_prior.model_dump(mode="json") if spatial_prior else None,
+        "prior_weight": prior_weight if spatial_prior else None,
+    }
 
     # 1. inference (resumable): raw arg-max and 8-bit confidence per image
     def paths(sample_id: str) -> tuple[Path, Path]:
         return out_dir / "prediction" / f"{sample_id}.png", out_dir / "confidence" / f"{sample_id}.png"
 
     done = {i for i in ids if all(p.is_file() for p in paths(i))}
+    _check_inference(out_dir / "inference.json", inference, resuming=bool(done))
     if len(done) < len(ids):
+        prior = None
+        if spatial_prior is not None:
+            prior = load_or_compute(out_dir / "prior.npy", spatial_prior)
         predictor = Predictor.from_pretrained(model_dir, device, opened.taxonomy)
-        predictions = iter_predictions(predictor, opened, done, predict_mode, batch_size)
+        predictions = iter_predictions(
+            predictor, opened, done, predict_mode, batch_size, prior=prior, prior_weight=prior_weight
+        )
         for sample_id, pred, conf in tqdm(predictions, total=len(ids) - len(done), desc="pseudo-label", unit="img"):
             pred_path, conf_path = paths(sample_id)
             write_png(conf_path, np.rint(conf * 255).astype(np.uint8))
@@ -124,6 +164,7 @@ def pseudo_label(
         "mode": mode,
         "threshold": threshold,
         "percentile": percentile if mode == "classwise" else None,
+        **inference,
         "class_thresholds": {name: int(t) / 255 for name, t in zip(taxonomy.classes, thresholds, strict=True)},
         "kept_pixels": {name: int(k) for name, k in zip(taxonomy.classes, kept, strict=True)},
         "predicted_pixels": {name: int(p) for name, p in zip(taxonomy.classes, predicted, strict=True)},
