@@ -14,6 +14,10 @@ reusing the run's world, baselines, pseudo-labels and adapted generator (minutes
 ``scorers``: do two segmenters scoring the same candidates (a demo's filter and a ``regenerate --scorer``)
 agree on which candidate of a map is better?
 
+``pseudo``: the pseudo-labels of a finished demo run's pseudo-labeller on its target train images, without
+and with the source's class spatial prior at several weights, against the target's ground truth (the
+world has it; the pipeline never reads it): raw arg-max mIoU and the share of pixels the thresholds keep.
+
 ``compose``: candidate 0 of a finished demo run, optionally with the source render's high frequencies,
 as the only training data of a segmenter (is the generator's appearance or its detail the problem?).
 
@@ -331,6 +335,35 @@ def seeds(args: argparse.Namespace) -> dict:
     return result
 
 
+def pseudo(args: argparse.Namespace) -> dict:
+    """Raw (arg-max) pseudo-label mIoU against the target's ground truth, per spatial-prior weight."""
+    from urbangen.pipeline_config import load_pipeline_config
+    from urbangen.segment.data import DataSource
+    from urbangen.segment.evaluate import evaluate_source
+    from urbangen.segment.pseudo import pseudo_label
+    from urbangen.steps import model_folders
+
+    parts = demo_artefacts(Path(args.run))
+    target = DataSource(format="cityscapes", root=parts["target"], split="train")
+    prior = DataSource(format="cityscapes", root=parts["source"], split="train")
+    options = {
+        k: v for k, v in load_pipeline_config(None, scale=args.scale).pseudo_label.items() if k != "spatial_prior"
+    }
+    model = model_folders(parts[args.segmenter])[0]
+    result = {"run": str(args.run), "segmenter": args.segmenter, "options": options, "weights": {}}
+    for weight in args.weights:
+        out = args.out / f"weight-{weight:g}"
+        summary = pseudo_label(
+            model, target, out, spatial_prior=prior if weight else None, prior_weight=weight, **options
+        )
+        raw = evaluate_source(out / "prediction", target)["mIoU"]
+        result["weights"][f"{weight:g}"] = {"raw_mIoU": raw, "kept_fraction": summary["kept_fraction"]}
+        print(
+            f"prior weight {weight:g}: raw {raw:.2f} mIoU ({summary['kept_fraction']:.0%} of pixels kept)", flush=True
+        )
+    return result
+
+
 def scorers(args: argparse.Namespace) -> dict:
     """Two scorings of the same candidates (the ``filter/manifest.jsonl`` of two filter runs, e.g. a demo's
     and a ``regenerate --scorer oracle``): do the two segmenters agree on which candidate of a map is the
@@ -538,6 +571,13 @@ def main() -> None:
     p.add_argument("--a", type=Path, required=True, help="a filter output folder (or its filter/manifest.jsonl)")
     p.add_argument("--b", type=Path, required=True, help="another scoring of the same candidates")
     p.add_argument("--json", type=Path)
+    p = sub.add_parser("pseudo", help="pseudo-label mIoU vs the target ground truth, with/without the spatial prior")
+    p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0], help="prior weights (0: none)")
+    p.add_argument("--segmenter", default="fda", help="the run's segmenter that labels (the demo's: fda)")
+    p.add_argument("--scale", default="demo", help="the preset whose pseudo_label thresholds to use")
+    p.add_argument("--json", type=Path)
     p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")
     p.add_argument("--real", type=Path, required=True, help="real-style world dataset root (train split)")
     p.add_argument("--labels", type=Path, required=True, help="labels for the real train images (<id>.png)")
@@ -554,6 +594,7 @@ def main() -> None:
         "compose": compose,
         "seeds": seeds,
         "scorers": scorers,
+        "pseudo": pseudo,
     }
     result = commands[args.command](args)
     if getattr(args, "json", None):

@@ -92,33 +92,47 @@ def test_spatial_prior_counts_the_source_layout(tmp_path):
     assert (coarse[10, 0] == coarse.max(axis=0)[0]).all() and (coarse[0, 1] == coarse.max(axis=0)[1]).all()
 
 
-def test_apply_prior_tips_close_calls_only():
+def test_apply_prior_tips_close_calls_by_position_only():
     import torch
 
-    probs = torch.tensor([0.6, 0.4, 0.0])[None, :, None, None].repeat(1, 1, 2, 2)
-    probs[0, :, 1, :] = torch.tensor([0.99, 0.01, 0.0])[:, None]
-    prior = np.array([0.2, 0.8, 0.0], np.float32)[:, None, None]  # 1 x 1 grid, resized to 2 x 2
+    probs = torch.tensor([0.6, 0.4])[None, :, None, None].repeat(1, 1, 2, 2)
+    probs[0, :, 1, 0] = torch.tensor([0.99, 0.01])
+    # class 1 holds 75% of the top row and 25% of the bottom row: its share is 50% on average
+    prior = np.array([[[0.25], [0.75]], [[0.75], [0.25]]], np.float32)  # 2 classes x 2 rows x 1 column
     out = apply_prior(probs, prior)
     assert torch.allclose(out.sum(dim=1), torch.ones(1, 2, 2))
-    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.12, 0.32, 0.0]) / 0.44)  # 0.6 vs 0.4 -> class 1
-    assert out[0, :, 1, 0].argmax() == 0  # a confident 0.99 stays
+    # top: 0.6 * (0.25 / 0.5) vs 0.4 * (0.75 / 0.5): class 1 wins with 0.6 / 0.9
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([1 / 3, 2 / 3]))
+    assert out[0, :, 1, 0].argmax() == 0 and out[0, :, 1, 1].argmax() == 0  # bottom: class 0, more so
     assert torch.allclose(apply_prior(probs, prior, weight=0.0), probs)
-    with pytest.raises(UrbangenError, match="2 classes but the segmenter predicts 3"):
-        apply_prior(probs, prior[:2])
+    # a class that is as frequent everywhere changes nothing: the softmax already knows how common it is
+    flat = np.array([0.2, 0.8], np.float32)[:, None, None].repeat(2, axis=1)
+    assert torch.allclose(apply_prior(probs, flat), probs)
+    with pytest.raises(UrbangenError, match="1 classes but the segmenter predicts 2"):
+        apply_prior(probs, prior[:1])
 
 
 def test_pseudo_labels_with_a_spatial_prior(toy_model, toy_root, tmp_path):
     source = DataSource(root=toy_root, split="train")
+    opened = open_source(source)
     plain = pseudo_label(toy_model, source, tmp_path / "plain", threshold=0.5)
-    cars = DatasetWriter(tmp_path / "cars", split="train", city="cars")  # a source that is all car
-    for i in range(4):
-        cars.write(f"cars_{i:06d}_000000", np.zeros((16, 32, 3), np.uint8), np.full((16, 32), 13, np.uint8), {})
-    prior_source = DataSource(root=tmp_path / "cars", split="train")
+    flipped = DatasetWriter(tmp_path / "flipped", split="train", city="flipped")  # sky below, road above
+    for i in range(len(opened)):
+        image, label = opened.load(i)
+        flipped.write(f"flipped_{i:06d}_000000", image[::-1], label[::-1], {})
+    prior_source = DataSource(root=tmp_path / "flipped", split="train")
     out = tmp_path / "prior"
     weighed = pseudo_label(toy_model, source, out, threshold=0.5, spatial_prior=prior_source, prior_weight=3)
-    assert (out / "prior.npy").is_file() and weighed["spatial_prior"]["root"] == str(tmp_path / "cars")
-    assert weighed["predicted_pixels"]["car"] > plain["predicted_pixels"]["car"]
-    assert plain["spatial_prior"] is None
+    assert weighed["spatial_prior"]["root"] == str(tmp_path / "flipped") and plain["spatial_prior"] is None
+    # the stored predictions are the model's softmax weighed by the prior counted from the flipped source
+    prior = np.load(out / "prior.npy")
+    assert prior.shape == (19, 128, 256) and prior[10, -1].mean() > prior[10, 0].mean()
+    images = np.stack([opened.load_image(i) for i in range(len(opened))])
+    expected, _ = Predictor.from_pretrained(toy_model).predict(images, prior=prior, prior_weight=3)
+    ids = [s.id for s in opened.samples]
+    stored = np.stack([read_label(out / "prediction" / f"{i}.png") for i in ids])
+    unweighed = np.stack([read_label(tmp_path / "plain" / "prediction" / f"{i}.png") for i in ids])
+    assert (stored == expected).all() and (stored != unweighed).mean() > 0.05
     # the stored predictions were made with this prior: resuming with other settings is refused
     with pytest.raises(UrbangenError, match="prior_weight"):
         pseudo_label(toy_model, source, out, threshold=0.5, spatial_prior=prior_source, prior_weight=1)

@@ -4,9 +4,15 @@ Street scenes share a layout: sky at the top, road at the bottom, buildings on e
 trained on one domain and applied to another confuses classes that look alike there (on a dark, hazy
 target the demo's FDA segmenter called 83% of the sky "truck"), but the layout still holds. Following
 class-balanced self-training with spatial priors (CBST-SP, Zou et al., ECCV 2018), :func:`spatial_prior`
-counts how often each class occupies each position of the *source* label maps, and
-:func:`apply_prior` multiplies the segmenter's softmax by it before the arg-max:
-p'(c | x, pos) is proportional to p(c | x) * q(c | pos)^weight.
+counts how often each class occupies each position of the *source* label maps, q(c | pos), and
+:func:`apply_prior` weighs the segmenter's softmax by it before the arg-max.
+
+The weight is q(c | pos) / q(c), where q(c) is the class's share over all positions: by Bayes, with the
+image and the position independent given the class, p(c | x, pos) is proportional to
+p(c | x) * p(pos | c), and p(pos | c) is proportional to q(c | pos) / q(c). Multiplying by q(c | pos) alone
+(as CBST-SP does) counts the class frequencies twice, since the softmax already holds those of the
+training data: frequent classes then swallow rarer ones where they overlap (on the demo's seed 0 it cut
+vegetation from 31 to 11 IoU; with the ratio it stays at 32 while road goes from 24 to 59).
 
 Positions are normalised: every label map is resized (nearest) to the prior's grid and the prior is
 resized (bilinear) to each image, so source and target sizes may differ. A count of one is added to
@@ -65,14 +71,16 @@ def load_or_compute(path: Path, source: DataSource, grid: tuple[int, int] = GRID
 
 
 def apply_prior(probs: torch.Tensor, prior: np.ndarray, weight: float = 1.0) -> torch.Tensor:
-    """Softmax ``probs`` (B x C x H x W) times ``prior`` ** ``weight`` (C x h x w, resized to H x W),
-    renormalised over classes."""
+    """Softmax ``probs`` (B x C x H x W) times (q(c | pos) / q(c)) ** ``weight``, renormalised over classes;
+    ``prior``: q(c | pos) as C x h x w (:func:`spatial_prior`), resized to H x W. A class whose share is the
+    same at every position is left as the softmax has it."""
     import torch
     import torch.nn.functional as F
 
     if prior.shape[0] != probs.shape[1]:
         raise UrbangenError(f"spatial prior has {prior.shape[0]} classes but the segmenter predicts {probs.shape[1]}")
-    q = torch.from_numpy(prior).to(probs.device, probs.dtype)[None]
-    q = F.interpolate(q, size=probs.shape[-2:], mode="bilinear", align_corners=False)
+    share = prior.mean(axis=(1, 2), keepdims=True)
+    ratio = torch.from_numpy(prior / np.maximum(share, np.finfo(np.float32).tiny)).to(probs.device, probs.dtype)
+    q = F.interpolate(ratio[None], size=probs.shape[-2:], mode="bilinear", align_corners=False)
     out = probs * q.pow(weight)
     return out / out.sum(dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
