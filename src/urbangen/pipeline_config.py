@@ -140,7 +140,7 @@ DEMO = {
     "generate_shards": 1,
     "segment": DEMO_SEGMENT,
     # CBST with spatial priors: class-wise thresholds, and the source's class layout weighs the softmax
-    # (raw pseudo-label mIoU +2.4 to +6.1 on three seed pairs: docs/BENCHMARKS.md "Pseudo-labels")
+    # (raw pseudo-label mIoU +2.4 to +6.1 on three seed pairs: docs/BENCHMARKS.md "Pseudo-labels with a spatial prior")
     "pseudo_label": {"threshold": 0.9, "mode": "classwise", "percentile": 50.0, "spatial_prior": True},
     # small pixel-space generator from scratch with concat control (follows the labels after a few hundred
     # steps, where a ControlNet needs thousands): docs/BENCHMARKS.md "End-to-end demo" has the measurements

@@ -51,8 +51,9 @@ class Predictor:
         ``images``: BxHxWx3 uint8, or a list of HxWx3 uint8 (sizes may differ; then lists come back).
         ``mode="slide"`` runs windows of ``crop_size`` (default: the training crop) every ``stride``
         (default: two thirds of the window) and averages overlapping logits.
-        ``prior``: a class spatial prior (C x h x w, :mod:`urbangen.segment.prior`) that multiplies the
-        softmax (to the power ``prior_weight``) before the arg-max; the confidence is then that posterior's.
+        ``prior``: a class spatial prior q(c | pos) (C x h x w, :mod:`urbangen.segment.prior`); the softmax is
+        weighed by (q(c | pos) / q(c)) ** ``prior_weight`` before the arg-max, and the confidence is that
+        posterior's.
         """
         import torch
 

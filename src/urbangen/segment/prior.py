@@ -17,7 +17,7 @@ vegetation from 31 to 11 IoU; with the ratio it stays at 32 while road goes from
 Positions are normalised: every label map is resized (nearest) to the prior's grid and the prior is
 resized (bilinear) to each image, so source and target sizes may differ. A count of one is added to
 every class at every position (Laplace smoothing): the prior never rules a class out, it only tips
-close calls. docs/BENCHMARKS.md ("Pseudo-labels with spatial priors") has the measured effect.
+close calls. docs/BENCHMARKS.md ("Pseudo-labels with a spatial prior") has the measured effect.
 """
 
 from __future__ import annotations

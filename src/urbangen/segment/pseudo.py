@@ -10,7 +10,7 @@ Output folder (usable as ``DataSource.labels_dir``)::
     OUT/prior.npy              the class spatial prior, when one is used
 
 ``spatial_prior``: a labelled dataset (normally the source the segmenter was trained on) whose class
-layout multiplies the softmax before the arg-max (CBST-SP, :mod:`urbangen.segment.prior`).
+layout weighs the softmax before the arg-max (after CBST-SP, :mod:`urbangen.segment.prior`).
 
 Thresholds act on the stored 8-bit confidence (steps of 1/255). ``mode="global"`` keeps pixels with
 confidence >= ``threshold``. ``mode="classwise"`` computes, per predicted class c, the ``percentile``-th
