@@ -346,9 +346,7 @@ def pseudo(args: argparse.Namespace) -> dict:
     parts = demo_artefacts(Path(args.run))
     target = DataSource(format="cityscapes", root=parts["target"], split="train")
     prior = DataSource(format="cityscapes", root=parts["source"], split="train")
-    options = {
-        k: v for k, v in load_pipeline_config(None, scale=args.scale).pseudo_label.items() if k != "spatial_prior"
-    }
+    options = load_pipeline_config(None, scale=args.scale).pseudo_label.model_dump(exclude={"spatial_prior"})
     model = model_folders(parts[args.segmenter])[0]
     result = {"run": str(args.run), "segmenter": args.segmenter, "options": options, "weights": {}}
     for weight in args.weights:

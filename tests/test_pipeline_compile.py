@@ -98,6 +98,25 @@ def test_config_errors_name_the_field(tmp_path):
         load_pipeline_config(path, "smoke")
     path.write_text("generate_shards: 3\n")
     assert load_pipeline_config(path, "smoke").generate_shards == 3
+    path.write_text("pseudo_label: {spatial_prior: false, prior_wieght: 2}\n")
+    with pytest.raises(UrbangenError, match=r"pseudo_label.prior_wieght: unknown field"):
+        load_pipeline_config(path, "demo")
+    path.write_text("pseudo_label: {mode: classwise, percentile: 150}\n")
+    with pytest.raises(UrbangenError, match=r"pseudo_label.percentile"):
+        load_pipeline_config(path, "demo")
+
+
+def test_pseudo_label_section_matches_the_function():
+    import inspect
+
+    from urbangen.pipeline_config import PseudoLabelConfig
+    from urbangen.segment.pseudo import pseudo_label
+
+    parameters = inspect.signature(pseudo_label).parameters
+    fields = set(PseudoLabelConfig.model_fields) - {"spatial_prior"}  # the step turns it into the prior source
+    assert fields == set(parameters) - {"model_dir", "source", "out_dir", "spatial_prior"}
+    for name in fields:  # the same defaults as the function
+        assert PseudoLabelConfig.model_fields[name].default == parameters[name].default, name
 
 
 def test_compile_command_writes_yaml(tmp_path):

@@ -59,6 +59,20 @@ class ResourceConfig(StrictModel):
     caching: bool = False
 
 
+class PseudoLabelConfig(StrictModel):
+    """The pseudo-label step: arguments of :func:`urbangen.segment.pseudo.pseudo_label` (docs/segmentation.md),
+    and ``spatial_prior`` to weigh the segmenter's softmax by the run's source label layout."""
+
+    threshold: float = Field(default=0.9, ge=0, le=1)
+    mode: Literal["global", "classwise"] = "global"
+    percentile: float = Field(default=50.0, ge=0, le=100)
+    batch_size: int = Field(default=2, gt=0)
+    device: str = "cpu"
+    predict_mode: Literal["whole", "slide"] = "whole"
+    spatial_prior: bool = False
+    prior_weight: float = Field(default=1.0, ge=0)
+
+
 class PipelineConfig(StrictModel):
     """One pipeline run. :meth:`parameter` is the form it travels in as the KFP ``config`` parameter."""
 
@@ -75,7 +89,7 @@ class PipelineConfig(StrictModel):
     pseudo_label_from: Literal["source_only", "fda"] = "fda"
     generate_shards: int = Field(default=2, gt=0)
     segment: dict[str, Any] = Field(default_factory=dict)
-    pseudo_label: dict[str, Any] = Field(default_factory=dict)
+    pseudo_label: PseudoLabelConfig = Field(default_factory=PseudoLabelConfig)
     adapt: dict[str, Any] = Field(default_factory=dict)
     generate: dict[str, Any] = Field(default_factory=dict)
     fda: dict[str, Any] = Field(default_factory=dict)

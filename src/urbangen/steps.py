@@ -213,13 +213,13 @@ def pseudo_label(
     from urbangen.segment.pseudo import pseudo_label as run_pseudo_label
 
     cfg = load(config)
-    options = dict(cfg.pseudo_label)
+    options = cfg.pseudo_label.model_dump()
     prior = None
-    if options.pop("spatial_prior", False):
+    if options.pop("spatial_prior"):
         if source_dir is None:
             raise UrbangenError("pipeline config: pseudo_label.spatial_prior needs the labelled source dataset")
         prior = _source(source_dir, "train")
-    with step_run(cfg, parent_run_id, "pseudo-label", cfg.pseudo_label) as run:
+    with step_run(cfg, parent_run_id, "pseudo-label", cfg.pseudo_label.model_dump()) as run:
         segmenter_dir = model_folders(segmenter)[0]
         summary = run_pseudo_label(segmenter_dir, _source(target_dir, "train"), out, spatial_prior=prior, **options)
         numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
