@@ -47,15 +47,16 @@ def spatial_prior(source: DataSource, grid: tuple[int, int] = GRID, progress: bo
     if not len(opened):
         raise UrbangenError(f"spatial prior: {source.describe()} has no labelled samples")
     n = opened.taxonomy.num_classes
-    counts = np.ones((n, *grid), dtype=np.float64)  # Laplace smoothing
+    size = grid[0] * grid[1]
+    counts = np.ones(n * size, dtype=np.int64)  # Laplace smoothing; index: class * size + position
     for i in tqdm(range(len(opened)), desc="spatial prior", unit="map", disable=not progress):
         label = opened.load_label(i)
         if label.shape != grid:
             label = np.asarray(Image.fromarray(label).resize(grid[::-1], Image.NEAREST))
         flat = label.astype(np.int64).ravel()
         valid = flat < n
-        pixels = np.flatnonzero(valid)
-        np.add.at(counts.reshape(n, -1), (flat[valid], pixels), 1)
+        counts += np.bincount(flat[valid] * size + np.flatnonzero(valid), minlength=n * size)
+    counts = counts.reshape(n, *grid)
     return (counts / counts.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
