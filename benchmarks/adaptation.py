@@ -16,7 +16,8 @@ agree on which candidate of a map is better?
 
 ``pseudo``: the pseudo-labels of a finished demo run's pseudo-labeller on its target train images, without
 and with the source's class spatial prior at several weights, against the target's ground truth (the
-world has it; the pipeline never reads it): raw arg-max mIoU and the share of pixels the thresholds keep.
+world has it; the pipeline never reads it): raw arg-max mIoU, per-class IoU, what each class was mostly
+labelled as, and the share of pixels the thresholds keep.
 
 ``compose``: candidate 0 of a finished demo run, optionally with the source render's high frequencies,
 as the only training data of a segmenter (is the generator's appearance or its detail the problem?).
@@ -346,7 +347,9 @@ def pseudo(args: argparse.Namespace) -> dict:
     parts = demo_artefacts(Path(args.run))
     target = DataSource(format="cityscapes", root=parts["target"], split="train")
     prior = DataSource(format="cityscapes", root=parts["source"], split="train")
-    options = load_pipeline_config(None, scale=args.scale).pseudo_label.model_dump(exclude={"spatial_prior"})
+    options = load_pipeline_config(None, scale=args.scale).pseudo_label.model_dump(
+        exclude={"spatial_prior", "prior_weight"}
+    )
     model = model_folders(parts[args.segmenter])[0]
     result = {"run": str(args.run), "segmenter": args.segmenter, "options": options, "weights": {}}
     for weight in args.weights:
@@ -354,8 +357,21 @@ def pseudo(args: argparse.Namespace) -> dict:
         summary = pseudo_label(
             model, target, out, spatial_prior=prior if weight else None, prior_weight=weight, **options
         )
-        raw = evaluate_source(out / "prediction", target)["mIoU"]
-        result["weights"][f"{weight:g}"] = {"raw_mIoU": raw, "kept_fraction": summary["kept_fraction"]}
+        scored = evaluate_source(out / "prediction", target)
+        raw, classes = scored["mIoU"], list(scored["per_class"])
+        matrix = np.asarray(scored["confusion_matrix"], dtype=np.float64)[:, : len(classes)]
+        shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        result["weights"][f"{weight:g}"] = {
+            "raw_mIoU": raw,
+            "kept_fraction": summary["kept_fraction"],
+            "per_class": scored["per_class"],
+            # each ground-truth class: the class most of its pixels were labelled as, and that share
+            "mostly_labelled_as": {
+                name: [classes[int(row.argmax())], float(row.max())]
+                for name, row in zip(classes, shares, strict=True)
+                if matrix[classes.index(name)].sum()
+            },
+        }
         print(
             f"prior weight {weight:g}: raw {raw:.2f} mIoU ({summary['kept_fraction']:.0%} of pixels kept)", flush=True
         )
