@@ -71,3 +71,40 @@ def test_mlflow_store_holds_the_run_hierarchy(smoke_run):
     assert client.get_metric_history(train.info.run_id, "seed0/loss")
     version = client.get_model_version_by_alias("urbangen-generator", "candidate")
     assert version.tags["mIoU"]
+
+
+def test_pseudo_label_benchmark_reads_a_finished_run(smoke_run, tmp_path):
+    """benchmarks/adaptation.py pseudo on this run: the prior's measurement stays runnable."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = next((smoke_run / "workspace" / "kfp").iterdir())
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "adaptation.py"
+    out = tmp_path / "pseudo"
+    subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "pseudo",
+            "--run",
+            str(run),
+            "--out",
+            str(out),
+            "--scale",
+            "smoke",
+            "--weights",
+            "0",
+            "1",
+            "--json",
+            str(out / "pseudo.json"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    weights = json.loads((out / "pseudo.json").read_text())["weights"]
+    assert set(weights) == {"0", "1"}
+    for figures in weights.values():
+        assert 0 <= figures["raw_mIoU"] <= 100 and len(figures["per_class"]) == 19
+        assert all(share <= 1 for _, share in figures["mostly_labelled_as"].values())
+    assert (out / "weight-1" / "prior.npy").is_file() and not (out / "weight-0" / "prior.npy").exists()
