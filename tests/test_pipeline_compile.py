@@ -106,6 +106,45 @@ def test_config_errors_name_the_field(tmp_path):
     path.write_text("pseudo_label: {mode: classwise, percentile: 150}\n")
     with pytest.raises(UrbangenError, match=r"pseudo_label.percentile"):
         load_pipeline_config(path, "demo")
+    path.write_text("fda: {beta: 0.7}\n")
+    with pytest.raises(UrbangenError, match=r"fda.beta: Input should be less than 0.5"):
+        load_pipeline_config(path, "demo")
+
+
+def test_step_sections_are_checked_when_the_config_loads(tmp_path):
+    """A misspelt field of segment / adapt / generate fails at load with every problem named, not in the step."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "segment: {iteratons: 5, seed: 3, lr: -1}\n"
+        "adapt: {stage2: {stepz: 3}, out: elsewhere}\n"
+        "generate: {candidates: 0, calibrate: exemplar}\n"
+    )
+    with pytest.raises(UrbangenError) as error:
+        load_pipeline_config(path, "demo")
+    lines = str(error.value).splitlines()[1:]
+    assert lines == [
+        "  segment.seed: not settable here (set train_seeds)",
+        "  segment.lr: Input should be greater than 0 (got -1)",
+        "  segment.iteratons: unknown field",
+        "  adapt.out: not settable here (the step sets it from the run's artefacts)",
+        "  adapt.stage2.stepz: unknown field",
+        "  generate.candidates: Input should be greater than or equal to 1 (got 0)",
+    ]
+    # values the steps accept pass, and reach the steps unchanged
+    path.write_text("segment: {iterations: 5}\ngenerate: {candidates: 3}\nadapt: {base: tiny}\n")
+    cfg = load_pipeline_config(path, "demo")
+    assert (cfg.segment["iterations"], cfg.generate["candidates"], cfg.adapt["base"]) == (5, 3, "tiny")
+
+
+def test_section_placeholders_and_reserved_fields_exist():
+    """The fields a step fills in are real fields of its model (a rename there must not silently unreserve)."""
+    import importlib
+
+    from urbangen.pipeline_config import SECTION_MODELS
+
+    for name, (module, cls, placeholders, reserved) in SECTION_MODELS.items():
+        fields = set(getattr(importlib.import_module(module), cls).model_fields)
+        assert set(placeholders) | set(reserved) <= fields, name
 
 
 def test_pseudo_label_section_matches_the_function():

@@ -31,6 +31,10 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         field = ".".join(str(part) for part in error["loc"]) or "<root>"
         if error["type"] == "extra_forbidden":
             lines.append(f"  {field}: unknown field")
+        elif error["type"] == "value_error" and not error["loc"]:
+            # a model-level check that names its own fields, one problem per line
+            message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+            lines += [f"  {line}" for line in message.splitlines()]
         else:
             lines.append(f"  {field}: {error['msg']} (got {error.get('input')!r})")
     return "\n".join(lines)

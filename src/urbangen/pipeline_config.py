@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
-from urbangen.config import StrictModel, load_yaml, validate
+from urbangen.config import StrictModel, format_validation_error, load_yaml, validate
 from urbangen.errors import UrbangenError
 
 
@@ -73,6 +73,54 @@ class PseudoLabelConfig(StrictModel):
     prior_weight: float = Field(default=1.0, ge=0)
 
 
+class FdaConfig(StrictModel):
+    """The FDA baseline (:func:`urbangen.baselines.fda.fda_dataset`); ``seed`` defaults to the run's seed."""
+
+    beta: float = Field(default=0.01, ge=0, lt=0.5)
+    seed: int | None = Field(default=None, ge=0)
+
+
+# The free step sections and the config model each step builds from one: (module, class, fields the step
+# fills in from the run's artefacts, fields the section may not set and what to use instead)
+SECTION_MODELS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
+    "segment": (
+        "urbangen.segment.train",
+        "TrainConfig",
+        {"sources": [{"root": "."}]},
+        {"sources": "the step trains on the run's datasets", "seed": "set train_seeds"},
+    ),
+    "adapt": (
+        "urbangen.diffusion.config",
+        "AdaptConfig",
+        {"target": {"root": "."}, "out": "."},
+        {k: "the step sets it from the run's artefacts" for k in ("target", "labels_dir", "out")},
+    ),
+    "generate": (
+        "urbangen.generate.config",
+        "GenerateConfig",
+        {"source": {"root": "."}, "generator": ".", "out": "."},
+        {k: "the step sets it from the run's artefacts" for k in ("source", "generator", "segmenter", "out")},
+    ),
+}
+
+
+def check_section(name: str, values: dict[str, Any]) -> list[str]:
+    """Problems of one free step section, each as ``<section>.<field>: <what is wrong>`` (empty if none).
+
+    The section is validated with the model its step builds (placeholders for what the step fills in), so a
+    misspelt or out-of-range field fails when the config loads, not minutes into a run."""
+    import importlib
+
+    module, cls, placeholders, reserved = SECTION_MODELS[name]
+    problems = [f"{name}.{key}: not settable here ({why})" for key, why in reserved.items() if key in values]
+    model = getattr(importlib.import_module(module), cls)
+    try:
+        model.model_validate({**placeholders, **{k: v for k, v in values.items() if k not in reserved}})
+    except ValidationError as exc:
+        problems += [f"{name}.{line.strip()}" for line in format_validation_error(exc, name).splitlines()[1:]]
+    return problems
+
+
 class PipelineConfig(StrictModel):
     """One pipeline run. :meth:`parameter` is the form it travels in as the KFP ``config`` parameter."""
 
@@ -92,10 +140,17 @@ class PipelineConfig(StrictModel):
     pseudo_label: PseudoLabelConfig = Field(default_factory=PseudoLabelConfig)
     adapt: dict[str, Any] = Field(default_factory=dict)
     generate: dict[str, Any] = Field(default_factory=dict)
-    fda: dict[str, Any] = Field(default_factory=dict)
+    fda: FdaConfig = Field(default_factory=FdaConfig)
     train_seeds: list[int] = Field(default_factory=lambda: [0])
     dataset_store: bool = True
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> PipelineConfig:
+        problems = [p for name in SECTION_MODELS for p in check_section(name, getattr(self, name))]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     def parameter(self) -> dict[str, Any]:
         """The config as a KFP parameter value (JSON; KFP refuses nulls, and unset optionals default again)."""

@@ -285,7 +285,7 @@ def fda(
     from urbangen.baselines.fda import fda_dataset
 
     cfg = load(config)
-    params = {"beta": 0.01, "seed": cfg.seed, **cfg.fda}
+    params = {"seed": cfg.seed, **cfg.fda.model_dump(exclude_none=True)}
     with step_run(cfg, parent_run_id, "fda", params):
         fda_dataset(_source(source_dir, "train"), _source(target_dir, "train"), out, **params)
     return params
