@@ -44,8 +44,8 @@ def train_segmenter(
     extra_data: Input[Dataset] = None,
 ):
     """Train a segmenter for one method ('source_only', 'fda', 'urbangen', 'oracle', ...) and score it on the
-    target validation set (official Cityscapes semantics). One task for both: the model is already loaded,
-    and a task of its own cost more start-up than the scoring itself (docs/BENCHMARKS.md)."""
+    target validation set (official Cityscapes semantics). One task for both: a task of its own for the
+    scoring cost more start-up (a fresh process importing torch, transformers, MLflow) than the scoring."""
     from urbangen import steps
 
     model.metadata.update(

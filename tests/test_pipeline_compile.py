@@ -130,6 +130,18 @@ def test_step_sections_are_checked_when_the_config_loads(tmp_path):
         "  adapt.stage2.stepz: unknown field",
         "  generate.candidates: Input should be greater than or equal to 1 (got 0)",
     ]
+    # with a wrong top-level field in the same file, and a section's model-level check
+    path.write_text("seed: notanint\nsegment: {iteratons: 5}\nadapt: {stage2: {lr: 0.1, control: wire}}\n")
+    with pytest.raises(UrbangenError) as error:
+        load_pipeline_config(path, "demo")
+    lines = str(error.value).splitlines()[1:]
+    assert len(lines) == 3
+    assert lines[0].startswith("  seed: Input should be a valid integer")
+    assert lines[1] == "  segment.iteratons: unknown field"
+    assert lines[2].startswith("  adapt.stage2.control: Input should be 'controlnet'")
+    path.write_text("segment: {model: huge}\n")
+    with pytest.raises(UrbangenError, match=r"segment: model must be one of"):
+        load_pipeline_config(path, "demo")
     # values the steps accept pass, and reach the steps unchanged
     path.write_text("segment: {iterations: 5}\ngenerate: {candidates: 3}\nadapt: {base: tiny}\n")
     cfg = load_pipeline_config(path, "demo")

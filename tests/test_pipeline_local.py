@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from urbangen.cli import main
 
-# ~22 tasks, each a fresh Python that imports torch, transformers and MLflow: minutes, more on a busy machine
+# ~18 tasks, each a fresh Python that imports torch, transformers and MLflow: minutes, more on a busy machine
 pytestmark = pytest.mark.timeout(2400)
 
 

@@ -25,19 +25,24 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid config in {source}:"]
+def error_lines(exc: ValidationError, prefix: str = "") -> list[str]:
+    """One ``field: problem`` line per error of ``exc``; fields are dotted paths (under ``prefix``)."""
+    lines = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "<root>"
+        field = ".".join([prefix] * bool(prefix) + [str(part) for part in error["loc"]]) or "<root>"
         if error["type"] == "extra_forbidden":
-            lines.append(f"  {field}: unknown field")
+            lines.append(f"{field}: unknown field")
         elif error["type"] == "value_error" and not error["loc"]:
-            # a model-level check that names its own fields, one problem per line
+            # a model-level check: its message names its own fields, one problem per line
             message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
-            lines += [f"  {line}" for line in message.splitlines()]
+            lines += [f"{prefix}: {line}" if prefix else line for line in message.splitlines()]
         else:
-            lines.append(f"  {field}: {error['msg']} (got {error.get('input')!r})")
-    return "\n".join(lines)
+            lines.append(f"{field}: {error['msg']} (got {error.get('input')!r})")
+    return lines
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    return "\n".join([f"invalid config in {source}:"] + [f"  {line}" for line in error_lines(exc)])
 
 
 def validate(model: type[M], data: Any, source: str = "<config>") -> M:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from urbangen.config import StrictModel, format_validation_error, load_yaml, validate
+from urbangen.config import StrictModel, error_lines, load_yaml, validate
 from urbangen.errors import UrbangenError
 
 
@@ -117,7 +117,7 @@ def check_section(name: str, values: dict[str, Any]) -> list[str]:
     try:
         model.model_validate({**placeholders, **{k: v for k, v in values.items() if k not in reserved}})
     except ValidationError as exc:
-        problems += [f"{name}.{line.strip()}" for line in format_validation_error(exc, name).splitlines()[1:]]
+        problems += error_lines(exc, name)
     return problems
 
 
@@ -145,12 +145,24 @@ class PipelineConfig(StrictModel):
     dataset_store: bool = True
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
 
-    @model_validator(mode="after")
-    def _check_sections(self) -> PipelineConfig:
-        problems = [p for name in SECTION_MODELS for p in check_section(name, getattr(self, name))]
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_sections(cls, data: Any, handler: Any) -> PipelineConfig:
+        """The step sections are checked with the other fields, so one error lists every problem."""
+        problems = []
+        if isinstance(data, dict):
+            for name in SECTION_MODELS:
+                if isinstance(data.get(name), dict):
+                    problems += check_section(name, data[name])
+        try:
+            config = handler(data)
+        except ValidationError as exc:
+            if not problems:
+                raise
+            problems = error_lines(exc) + problems
         if problems:
             raise ValueError("\n".join(problems))
-        return self
+        return config
 
     def parameter(self) -> dict[str, Any]:
         """The config as a KFP parameter value (JSON; KFP refuses nulls, and unset optionals default again)."""
@@ -186,7 +198,7 @@ SMOKE = {
     "generate": {"candidates": 2, "steps": 2, "batch_size": 4, "mcoc": {"threshold": 0.0}},
 }
 
-# tiny SegFormer (docs/BENCHMARKS.md "Segmentation baselines"): ~1.5 min per model at 800 iterations, 2 idle cores.
+# tiny SegFormer: ~75-90 s per model at 800 iterations on 2 idle cores (docs/BENCHMARKS.md "End-to-end demo").
 # num_workers 0: decoding 8 small crops is cheap, and the main process then gets both cores' threads
 DEMO_SEGMENT = {
     "model": "tiny",

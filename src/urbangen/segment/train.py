@@ -150,7 +150,7 @@ def _optimizer(model: Any, cfg: TrainConfig) -> Any:
         ],
         lr=cfg.lr,
         betas=(0.9, 0.999),
-        fused=True,
+        fused=next(model.parameters()).device.type in ("cpu", "cuda"),
     )
 
 
