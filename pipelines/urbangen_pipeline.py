@@ -8,7 +8,7 @@ Structure that depends on the config (number of shards, which steps get a GPU) i
 pipeline is built; everything else travels as the ``config`` parameter, editable in the Kubeflow UI.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact
@@ -94,19 +94,14 @@ def build_pipeline(cfg: PipelineConfig):
             data[role].set_display_name(f"{role} data")
         source, target, val = (data[r].outputs["data"] for r in ("source", "target", "val"))
 
-        source_seg = step(
-            c.train_segmenter(config=config, method="source_only", parent_run_id=run_id, train_data=source, val=val),
-            "train_segmenter",
-        )
-        source_seg.set_display_name("train + evaluate source_only (the source segmenter)")
+        def train(method: str, train_data: Any) -> dsl.PipelineTask:
+            """Train ``method``'s segmenter and score it on the target val set (one task)."""
+            task = c.train_segmenter(config=config, method=method, parent_run_id=run_id, train_data=train_data, val=val)
+            return step(task, "train_segmenter").set_display_name(f"train + evaluate {method}")
+
+        source_seg = train("source_only", source)
         fda = step(c.fda_translate(config=config, parent_run_id=run_id, source=source, target=target), "fda_translate")
-        fda_seg = step(
-            c.train_segmenter(
-                config=config, method="fda", parent_run_id=run_id, train_data=fda.outputs["translated"], val=val
-            ),
-            "train_segmenter",
-        )
-        fda_seg.set_display_name("train + evaluate fda (the pseudo-labeller)")
+        fda_seg = train("fda", fda.outputs["translated"])
         # the pseudo-labeller (and MCOC judge) is the best source-trained model available: FDA's
         pseudo_seg = fda_seg if cfg.pseudo_label_from == "fda" else source_seg
         pseudo = step(
@@ -157,24 +152,11 @@ def build_pipeline(cfg: PipelineConfig):
         trained = {
             "source_only": source_seg,
             "fda": fda_seg,
-            "urbangen_nofilter": c.train_segmenter(
-                config=config,
-                method="urbangen_nofilter",
-                parent_run_id=run_id,
-                train_data=fr.outputs["unfiltered"],
-                val=val,
-            ),
-            "urbangen": c.train_segmenter(
-                config=config, method="urbangen", parent_run_id=run_id, train_data=fr.outputs["generated"], val=val
-            ),
+            "urbangen_nofilter": train("urbangen_nofilter", fr.outputs["unfiltered"]),
+            "urbangen": train("urbangen", fr.outputs["generated"]),
         }
         if cfg.oracle:
-            trained["oracle"] = c.train_segmenter(
-                config=config, method="oracle", parent_run_id=run_id, train_data=target, val=val
-            )
-        for method in ("urbangen_nofilter", "urbangen", "oracle"):
-            if method in trained:
-                step(trained[method], "train_segmenter").set_display_name(f"train + evaluate {method}")
+            trained["oracle"] = train("oracle", target)
         results = {method: task.outputs["result"] for method, task in trained.items()}
         rep = step(
             c.report(

@@ -93,13 +93,13 @@ SECTION_MODELS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
         "urbangen.diffusion.config",
         "AdaptConfig",
         {"target": {"root": "."}, "out": "."},
-        {k: "the step sets it from the run's artefacts" for k in ("target", "labels_dir", "out")},
+        dict.fromkeys(("target", "labels_dir", "out"), "the step sets it from the run's artefacts"),
     ),
     "generate": (
         "urbangen.generate.config",
         "GenerateConfig",
         {"source": {"root": "."}, "generator": ".", "out": "."},
-        {k: "the step sets it from the run's artefacts" for k in ("source", "generator", "segmenter", "out")},
+        dict.fromkeys(("source", "generator", "segmenter", "out"), "the step sets it from the run's artefacts"),
     ),
 }
 
