@@ -1,6 +1,6 @@
 """Segmentation speed: confusion-matrix throughput and training images/s (CPU, and CUDA when present).
 
-    .venv/bin/python benchmarks/segmentation.py [--quick]
+    .venv/bin/python benchmarks/segmentation.py [--quick] [--threads N] [--workers N]
 
 Prints one JSON object; docs/BENCHMARKS.md records the figures. Figures, not assertions: the confusion
 matrix update targets >= 200 Mpix/s on one core.
@@ -37,7 +37,14 @@ def confusion_throughput(repeats: int) -> dict:
 
 
 def training_throughput(
-    size: str, crop: tuple[int, int], batch: int, iterations: int, device: str, threads: int | None, work: Path
+    size: str,
+    crop: tuple[int, int],
+    batch: int,
+    iterations: int,
+    device: str,
+    threads: int | None,
+    workers: int,
+    work: Path,
 ) -> dict:
     """images/s of the real trainer (data loading included) over the second half of a short run."""
     from urbangen.segment.data import DataSource
@@ -55,7 +62,7 @@ def training_throughput(
         iterations=iterations,
         batch_size=batch,
         warmup_iters=0,
-        num_workers=1,
+        num_workers=workers,
         log_every=max(1, iterations // 2),
         checkpoint_every=10 * iterations,
         device=device,
@@ -64,14 +71,15 @@ def training_throughput(
     )
     run = work / f"run_{size}_{crop[0]}x{crop[1]}_{device}"
     train(cfg, run, on_log=logs.append)
-    return {"model": size, "crop": f"{crop[0]}x{crop[1]}", "batch": batch, "device": device,
+    return {"model": size, "crop": f"{crop[0]}x{crop[1]}", "batch": batch, "device": device, "workers": workers,
             "images_per_s": logs[-1]["images_per_s"]}  # fmt: skip
 
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer repeats and iterations.")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the trainer's choice).")
+    parser.add_argument("--workers", type=int, default=1, help="data loader workers (the demo preset uses 0).")
     args = parser.parse_args()
     import torch
 
@@ -81,7 +89,9 @@ def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:
             for size, crop, batch in (("tiny", (64, 128), 8), ("tiny", (128, 256), 8), ("b0", (128, 256), 8)):
-                figures = training_throughput(size, crop, batch, iterations, device, args.threads, Path(tmp))
+                figures = training_throughput(
+                    size, crop, batch, iterations, device, args.threads, args.workers, Path(tmp)
+                )
                 result["training"].append(figures)
     result["machine"] = {
         "platform": platform.platform(),
