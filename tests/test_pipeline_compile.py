@@ -159,17 +159,33 @@ def test_section_placeholders_and_reserved_fields_exist():
         assert set(placeholders) | set(reserved) <= fields, name
 
 
-def test_pseudo_label_section_matches_the_function():
+@pytest.mark.parametrize(
+    ("section", "function", "step_arguments", "own_default"),
+    [
+        # spatial_prior: a flag here, the prior's data source (built by the step) in the function
+        (
+            "PseudoLabelConfig",
+            "urbangen.segment.pseudo:pseudo_label",
+            {"model_dir", "source", "out_dir"},
+            {"spatial_prior"},
+        ),
+        # seed: None here means the run's seed
+        ("FdaConfig", "urbangen.baselines.fda:fda_dataset", {"source", "target", "out_dir"}, {"seed"}),
+    ],
+)
+def test_typed_sections_match_their_function(section, function, step_arguments, own_default):
+    """A typed step section has the function's arguments, less those the step fills in, and its defaults."""
+    import importlib
     import inspect
 
-    from urbangen.pipeline_config import PseudoLabelConfig
-    from urbangen.segment.pseudo import pseudo_label
+    from urbangen import pipeline_config
 
-    parameters = inspect.signature(pseudo_label).parameters
-    fields = set(PseudoLabelConfig.model_fields) - {"spatial_prior"}  # the step turns it into the prior source
-    assert fields == set(parameters) - {"model_dir", "source", "out_dir", "spatial_prior"}
-    for name in fields:  # the same defaults as the function
-        assert PseudoLabelConfig.model_fields[name].default == parameters[name].default, name
+    model = getattr(pipeline_config, section)
+    module, name = function.split(":")
+    parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    assert set(model.model_fields) == set(parameters) - step_arguments
+    for field in set(model.model_fields) - own_default:
+        assert model.model_fields[field].default == parameters[field].default, field
 
 
 def test_compile_command_writes_yaml(tmp_path):
