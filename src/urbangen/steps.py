@@ -213,13 +213,14 @@ def pseudo_label(
     from urbangen.segment.pseudo import pseudo_label as run_pseudo_label
 
     cfg = load(config)
-    options = cfg.pseudo_label.model_dump()
+    params = cfg.pseudo_label.model_dump()
+    options = {k: v for k, v in params.items() if k != "spatial_prior"}
     prior = None
-    if options.pop("spatial_prior"):
+    if cfg.pseudo_label.spatial_prior:
         if source_dir is None:
             raise UrbangenError("pipeline config: pseudo_label.spatial_prior needs the labelled source dataset")
         prior = _source(source_dir, "train")
-    with step_run(cfg, parent_run_id, "pseudo-label", cfg.pseudo_label.model_dump()) as run:
+    with step_run(cfg, parent_run_id, "pseudo-label", params) as run:
         segmenter_dir = model_folders(segmenter)[0]
         summary = run_pseudo_label(segmenter_dir, _source(target_dir, "train"), out, spatial_prior=prior, **options)
         numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
