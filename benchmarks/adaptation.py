@@ -422,6 +422,61 @@ def scorers(args: argparse.Namespace) -> dict:
     return result
 
 
+def withdrawn(args: argparse.Namespace) -> dict:
+    """What rectification withdrew from a filtered dataset, per class, and what the scoring segmenter saw
+    there; ``--grid``: the maps that lost most of ``--cls`` (generated | source label | segmenter's
+    prediction | rectified label, black = withdrawn)."""
+    from PIL import Image
+
+    from urbangen.generate.store import CandidateStore
+    from urbangen.io import read_label, read_rgb
+    from urbangen.labels import IGNORE, cityscapes19
+
+    taxonomy = cityscapes19()
+    summary_path = args.data / "summary.json"
+    if not summary_path.is_file():
+        raise SystemExit(
+            f"{args.data}: no summary.json (give a filter output folder, e.g. RUN/filter-rectify/generated)"
+        )
+    store = CandidateStore(json.loads(summary_path.read_text())["candidates_dir"])
+    records = {r["id"]: r for r in map(json.loads, store.manifest_path.read_text().splitlines())}
+    seen: dict[str, np.ndarray] = {}  # class -> histogram of the segmenter's prediction on its withdrawn pixels
+    losses = []
+    for line in map(json.loads, (args.data / "manifest.jsonl").read_text().splitlines()):
+        source, _ = store.load_label(records[line["source_id"]])
+        rectified = read_label(args.data / line["label"])
+        pred = read_label(args.data / "filter" / "pred" / f"{line['source_id']}.png")
+        lost = (rectified == IGNORE) & (source != IGNORE)
+        for c in np.unique(source[lost]):
+            hist = np.bincount(pred[lost & (source == c)].ravel(), minlength=256)
+            name = taxonomy.classes[c]
+            seen[name] = seen.get(name, 0) + hist
+        if args.cls:
+            losses.append(
+                (int((lost & (source == taxonomy.classes.index(args.cls))).sum()), line, source, rectified, pred)
+            )
+    result = {}
+    for name, hist in sorted(seen.items(), key=lambda kv: -kv[1].sum()):
+        top = [
+            (taxonomy.classes[i] if i < len(taxonomy.classes) else "ignore", int(hist[i]))
+            for i in np.argsort(-hist)[:3]
+        ]
+        result[name] = {"pixels": int(hist.sum()), "segmenter_saw": dict(top)}
+        print(
+            f"{name:14s} {int(hist.sum()):8d} px withdrawn; the segmenter saw " + ", ".join(f"{k} {v}" for k, v in top)
+        )
+    if args.cls and args.grid:
+        rows = []
+        for n, line, source, rectified, pred in sorted(losses, key=lambda x: -x[0])[: args.rows]:
+            if n:
+                image = read_rgb(args.data / line["image"])
+                rows.append(np.concatenate([image, *(taxonomy.colorize(x) for x in (source, pred, rectified))], axis=1))
+        args.grid.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate(rows, axis=0)).save(args.grid)
+        print(f"{len(rows)} maps that lost most {args.cls} -> {args.grid}")
+    return result
+
+
 def with_exemplars(parts: dict[str, Path], out: Path) -> Path | None:
     """A copy of a run's stage-2 generator with the per-image target colours that stage 2 records since
     exemplar calibration exists (runs made before lack them); None when the generator has them."""
@@ -585,6 +640,12 @@ def main() -> None:
     p.add_argument("--a", type=Path, required=True, help="a filter output folder (or its filter/manifest.jsonl)")
     p.add_argument("--b", type=Path, required=True, help="another scoring of the same candidates")
     p.add_argument("--json", type=Path)
+    p = sub.add_parser("withdrawn", help="what rectification withdrew, per class, and what the segmenter saw there")
+    p.add_argument("--data", type=Path, required=True, help="a filter output folder (RUN/filter-rectify/generated)")
+    p.add_argument("--cls", help="with --grid: the class whose most-withdrawn maps to show")
+    p.add_argument("--grid", type=Path)
+    p.add_argument("--rows", type=int, default=6)
+    p.add_argument("--json", type=Path)
     p = sub.add_parser("pseudo", help="pseudo-label mIoU vs the target ground truth, with/without the spatial prior")
     p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
     p.add_argument("--out", type=Path, required=True)
@@ -609,6 +670,7 @@ def main() -> None:
         "seeds": seeds,
         "scorers": scorers,
         "pseudo": pseudo,
+        "withdrawn": withdrawn,
     }
     result = commands[args.command](args)
     if getattr(args, "json", None):

@@ -156,6 +156,39 @@ def test_class_relative_scores_ignore_what_the_segmenter_cannot_see_but_still_ca
         assert record["raw_mcoc"] < record["mcoc"] == pytest.approx(expected)
 
 
+class LeftSightedSegmenter(ColourSegmenter):
+    """Recognises buildings only left of column 10 (elsewhere it calls them sky): it sees a typical
+    building only in part, and the buildings further right hardly at all."""
+
+    def predict(self, images):
+        ids, conf = super().predict(images)
+        right = ids[:, :, 10:]
+        right[right == BUILDING] = SKY
+        return ids, conf
+
+
+def test_rectify_min_reference_spares_objects_of_classes_the_segmenter_sees_poorly(tmp_path, source):
+    cfg = config(tmp_path, source, seed=4)
+    generate_candidates(cfg, generator=PainterGenerator(miss=0.4))
+    relative = cfg.model_copy(update={"mcoc": cfg.mcoc.model_copy(update={"relative_to": "class", "threshold": 0.0})})
+
+    def withdrawn(config, name):
+        summary = filter_and_rectify(config, out_dir=tmp_path / name, segmenter=LeftSightedSegmenter())
+        records = read_manifest(tmp_path / name)
+        pixels = {c: sum(r["rectified_pixels"]["objects"].get(c, 0) for r in records) for c in ("building", "car")}
+        return summary, pixels
+
+    # default (mcoc.min_reference): the buildings the segmenter sees least of lose their labels
+    summary, pixels = withdrawn(relative, "default")
+    assert relative.mcoc.min_reference < summary["class_reference"]["building"] < 0.5
+    assert pixels["building"] > 0 and pixels["car"] > 0
+    # rectify.min_reference 0.5: buildings are no longer judged object by object; forgotten cars
+    # (reference 1.0) still are
+    strict = relative.model_copy(update={"rectify": relative.rectify.model_copy(update={"min_reference": 0.5})})
+    _, strict_pixels = withdrawn(strict, "strict")
+    assert strict_pixels == {"building": 0, "car": pixels["car"]}
+
+
 def test_resume_rerenders_only_damaged_samples_and_matches_a_fresh_run(tmp_path, source):
     cfg = config(tmp_path, source)
     generate_candidates(cfg, generator=PainterGenerator())

@@ -84,6 +84,9 @@ class RectifyConfig(StrictModel):
 
     enabled: bool = True
     object_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    # with mcoc.relative_to "class": the object rule judges only classes whose reference (what the scoring
+    # segmenter typically recognises of them) reaches this; None: mcoc.min_reference (docs/generation.md)
+    min_reference: float | None = Field(default=None, ge=0.0, le=1.0)
     boundary_band: int = Field(default=3, ge=0)
     boundary_confidence: float = Field(default=0.9, ge=0.0, le=1.0)
 

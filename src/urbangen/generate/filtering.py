@@ -168,7 +168,8 @@ def _prepare(
     consistency, keep = object_consistency(objects, pred), None
     if references is not None:
         # classes the segmenter does not recognise keep their labels: its disagreement says nothing there
-        consistency = relative_consistency(objects, consistency, references, cfg.mcoc.min_reference)
+        judged = max(cfg.mcoc.min_reference, r.min_reference or 0.0)
+        consistency = relative_consistency(objects, consistency, references, judged)
         keep = np.isin(label, [c for c, v in references.items() if v < cfg.mcoc.min_reference or v <= 0])
     result = rectify(
         label,
