@@ -1,6 +1,7 @@
 """Segmentation speed: confusion-matrix throughput and training images/s (CPU, and CUDA when present).
 
     .venv/bin/python benchmarks/segmentation.py [--quick] [--threads N] [--workers N]
+    .venv/bin/python benchmarks/segmentation.py --seeds 2 [--iterations 800]   # seeds side by side vs in turn
 
 Prints one JSON object; docs/BENCHMARKS.md records the figures. Figures, not assertions: the confusion
 matrix update targets >= 200 Mpix/s on one core.
@@ -75,13 +76,49 @@ def training_throughput(
             "images_per_s": logs[-1]["images_per_s"]}  # fmt: skip
 
 
+def seeds_wall(seeds: int, iterations: int, work: Path) -> dict:
+    """Wall seconds of ``seeds`` trainings with the demo preset's segmenter settings, one after another
+    (all cores each) and side by side (the cores shared out), as ``train_segmenter`` runs them."""
+    from urbangen.pipeline_config import DEMO_SEGMENT
+    from urbangen.segment.data import DataSource
+    from urbangen.segment.train import TrainConfig, side_by_side, train_seeds
+    from urbangen.world import make_dataset
+
+    data = work / "world"
+    make_dataset(data, "train", 64, 0, "real", 0, (128, 256), progress=False)
+    cfg = TrainConfig(
+        **{**DEMO_SEGMENT, "iterations": iterations, "progress": False, "log_every": iterations},
+        sources=[DataSource(root=data, split="train")],
+    )
+    result = {"seeds": seeds, "iterations": iterations, "side_by_side": side_by_side(cfg, seeds)}
+    for name, parallel in (("one_after_another_s", 1), ("side_by_side_s", None)):
+        start = time.perf_counter()
+        train_seeds(cfg, list(range(seeds)), work / name, parallel=parallel)
+        result[name] = round(time.perf_counter() - start, 1)
+    return result
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer repeats and iterations.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the trainer's choice).")
     parser.add_argument("--workers", type=int, default=1, help="data loader workers (the demo preset uses 0).")
+    parser.add_argument(
+        "--seeds", type=int, help="only: wall time of this many demo-preset trainings, in turn vs side by side"
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=800, help="with --seeds: iterations per training (the demo's)"
+    )
     args = parser.parse_args()
     import torch
+
+    if args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = seeds_wall(args.seeds, args.iterations, Path(tmp))
+        result["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                             "load_avg_1m": os.getloadavg()[0]}  # fmt: skip
+        print(json.dumps(result, indent=2))
+        return result
 
     iterations = 10 if args.quick else 30
     result: dict = {"confusion_matrix": confusion_throughput(3 if args.quick else 10), "training": []}

@@ -8,7 +8,7 @@ scales; each step turns its section into that module's own config model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -141,7 +141,9 @@ class PipelineConfig(StrictModel):
     adapt: dict[str, Any] = Field(default_factory=dict)
     generate: dict[str, Any] = Field(default_factory=dict)
     fda: FdaConfig = Field(default_factory=FdaConfig)
-    train_seeds: list[int] = Field(default_factory=lambda: [0])
+    train_seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+    # how many training seeds train side by side on a CPU (None: one per core); 1: one after another
+    train_parallel: int | None = Field(default=None, ge=1)
     dataset_store: bool = True
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
 

@@ -180,7 +180,7 @@ def train_segmenter(
     extra_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one segmenter per training seed on ``train_dir`` (labels from ``labels_dir`` if given)."""
-    from urbangen.segment.train import TrainConfig, train
+    from urbangen.segment.train import TrainConfig, train_seeds
 
     cfg = load(config)
     sources = [_source(train_dir, "train", labels_dir)]
@@ -188,15 +188,15 @@ def train_segmenter(
         sources.append(_source(extra_dir, "train"))
     out = Path(out)
     seeds = cfg.train_seeds if method != "source_only" or len(cfg.train_seeds) > 1 else cfg.train_seeds[:1]
+    train_cfg = validate(
+        TrainConfig, {"sources": [s.model_dump() for s in sources], **cfg.segment}, "pipeline config: segment"
+    )
     with step_run(cfg, parent_run_id, f"train-{method}", cfg.segment) as run:
-        for seed in seeds:
-            train_cfg = validate(
-                TrainConfig,
-                {"sources": [s.model_dump() for s in sources], "seed": seed, **cfg.segment},
-                "pipeline config: segment",
-            )
-            model = train(train_cfg, out / f"seed-{seed}", on_log=_logger(run, f"seed{seed}/"))
-        run.log_model(model, "segmenter", kind="segmenter")
+        loggers = {seed: _logger(run, f"seed{seed}/") for seed in seeds}
+        models = train_seeds(
+            train_cfg, seeds, out, on_log=lambda seed, record: loggers[seed](record), parallel=cfg.train_parallel
+        )
+        run.log_model(models[-1], "segmenter", kind="segmenter")
     return {"method": method, "seeds": list(seeds)}
 
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from urbangen.cli import main
 from urbangen.errors import UrbangenError
 from urbangen.segment.data import DataSource, RareClassSampler, TrainItems, class_counts, open_source
-from urbangen.segment.train import TrainConfig, lr_factor, train
+from urbangen.segment.train import TrainConfig, lr_factor, side_by_side, train, train_seeds
 
 
 def _cfg(root, **kw) -> TrainConfig:
@@ -61,6 +61,28 @@ def test_deterministic_and_exact_resume(toy_root, tmp_path):
     assert not all(torch.equal(other[k], v) for k, v in _weights(tmp_path / "d").items())
     with pytest.raises(UrbangenError, match=r"different config \(changed: \['lr'\]\)"):
         train(_cfg(toy_root, lr=5e-4), tmp_path / "c")
+
+
+def test_seeds_side_by_side_match_seeds_one_after_another(toy_root, tmp_path):
+    cfg = _cfg(toy_root)  # one thread per training: the same arithmetic in either layout
+    assert side_by_side(cfg, 3, parallel=2) == 2 and side_by_side(cfg, 3, parallel=1) == 1
+    assert side_by_side(cfg.model_copy(update={"device": "cuda"}), 3) == 1  # GPUs: one after another
+    logs = {"one": [], "two": []}
+    one = train_seeds(cfg, [0, 1], tmp_path / "one", lambda seed, r: logs["one"].append((seed, r["step"])), parallel=1)
+    two = train_seeds(cfg, [0, 1], tmp_path / "two", lambda seed, r: logs["two"].append((seed, r["step"])), parallel=2)
+    assert one == [tmp_path / "one" / "seed-0" / "model", tmp_path / "one" / "seed-1" / "model"]
+    assert [p.relative_to(tmp_path / "two") for p in two] == [p.relative_to(tmp_path / "one") for p in one]
+    for a, b in zip(one, two, strict=True):
+        wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    a0, a1 = (load_file(p / "model.safetensors") for p in one)
+    assert not all(torch.equal(a0[k], a1[k]) for k in a0)  # the seeds differ
+    assert sorted(logs["two"]) == sorted(logs["one"]) == [(s, k) for s in (0, 1) for k in range(1, 5)]
+    # a failing seed is named; nothing half-written stands in for its model
+    broken = cfg.model_copy(update={"sources": [DataSource(root=tmp_path / "missing", split="train")]})
+    with pytest.raises(UrbangenError, match="training seed 0"):
+        train_seeds(broken, [0, 1], tmp_path / "broken", parallel=2)
+    assert not (tmp_path / "broken" / "seed-0" / "model").exists()
 
 
 def test_loss_falls_on_a_fixed_batch(make_toy, tmp_path):

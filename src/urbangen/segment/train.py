@@ -121,11 +121,14 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[Any, int, int]:
     return torch.device(device), world, rank
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _cpu_threads(num_workers: int) -> int:
     """Cores left after the data workers. More threads than free cores lets OpenMP threads spin-wait for
     descheduled peers: 2 threads + 1 worker on 2 cores shared with other jobs measured 10x slower than 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores - num_workers)
+    return max(1, _cores() - num_workers)
 
 
 def _optimizer(model: Any, cfg: TrainConfig) -> Any:
@@ -310,3 +313,78 @@ def train(cfg: TrainConfig, out_dir: str | Path, on_log: Callable[[dict], None] 
     if world > 1:
         torch.distributed.barrier()
     return model_dir
+
+
+# ------------------------------------------------------------------------------------- several seeds
+def side_by_side(cfg: TrainConfig, seeds: int, parallel: int | None = None) -> int:
+    """How many of ``seeds`` trainings of ``cfg`` run at once: on a CPU (and outside torchrun) one per core
+    up to the number of seeds, or ``parallel``; 1 on a GPU."""
+    import torch
+
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" or int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return 1
+    return max(1, min(seeds, parallel if parallel is not None else _cores()))
+
+
+def _train_child(cfg: TrainConfig, out_dir: Path) -> tuple[Path, list[dict]]:
+    """One seed in a worker process: progress as plain lines (several seeds share the terminal)."""
+    history: list[dict] = []
+
+    def on_log(record: dict) -> None:
+        history.append(record)
+        print(
+            f"seed {cfg.seed}: step {record['step']}/{cfg.iterations} loss {record['loss']:.3f} "
+            f"({record['images_per_s']:.1f} img/s)",
+            flush=True,
+        )
+
+    return train(cfg, out_dir, on_log), history
+
+
+def train_seeds(
+    cfg: TrainConfig,
+    seeds: list[int],
+    out_dir: str | Path,
+    on_log: Callable[[int, dict], None] | None = None,
+    parallel: int | None = None,
+) -> list[Path]:
+    """Train ``cfg`` once per seed into ``out_dir/seed-<seed>``; returns the model folders in seed order.
+
+    On a CPU the seeds train side by side (:func:`side_by_side`), each process with an equal share of the
+    cores: a small model leaves most of a second core idle, so two seeds on two cores take little longer
+    than one (docs/BENCHMARKS.md, "Segmentation baselines"). Thread counts change float rounding, so a
+    seed's result depends on how many ran beside it. ``on_log(seed, record)`` gets :func:`train`'s records;
+    from side-by-side seeds they arrive when the seed finishes (each prints its progress as it goes).
+    Each seed resumes from its own checkpoint.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    out_dir = Path(out_dir)
+    configs = {seed: TrainConfig.model_validate(cfg.model_dump() | {"seed": seed}) for seed in seeds}
+    n = side_by_side(cfg, len(seeds), parallel)
+    if n == 1:
+        return [
+            train(c, out_dir / f"seed-{seed}", on_log and (lambda r, s=seed: on_log(s, r)))
+            for seed, c in configs.items()
+        ]
+    threads = cfg.threads or max(1, _cores() // n - cfg.num_workers)
+    models: dict[int, Path] = {}
+    # spawn: a forked child would inherit the parent's OpenMP thread pool state
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {
+            seed: pool.submit(
+                _train_child, c.model_copy(update={"threads": threads, "progress": False}), out_dir / f"seed-{seed}"
+            )
+            for seed, c in configs.items()
+        }
+        for seed, future in futures.items():
+            try:
+                models[seed], history = future.result()
+            except Exception as exc:
+                pool.shutdown(cancel_futures=True)
+                raise UrbangenError(f"training seed {seed} ({out_dir / f'seed-{seed}'}) failed: {exc}") from exc
+            for record in history if on_log else ():
+                on_log(seed, record)
+    return [models[seed] for seed in seeds]
