@@ -330,9 +330,10 @@ def seeds(args: argparse.Namespace) -> dict:
             "seeds": args.seeds,
             "mIoU": values,
             "mean": float(np.mean(values)),
-            "std": float(np.std(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
         }
-        print(f"{data}: {np.mean(values):.2f} +- {np.std(values):.2f} mIoU over seeds {args.seeds}", flush=True)
+        spread = f" +- {result[data]['std']:.2f} (sample sd)" if len(values) > 1 else ""
+        print(f"{data}: {np.mean(values):.2f}{spread} mIoU over seeds {args.seeds}", flush=True)
     return result
 
 
