@@ -433,7 +433,9 @@ def withdrawn(args: argparse.Namespace) -> dict:
     from urbangen.io import read_label, read_rgb
     from urbangen.labels import IGNORE, cityscapes19
 
-    taxonomy = cityscapes19()
+    taxonomy = cityscapes19()  # the pipeline's generated datasets use the Cityscapes 19 trainIds
+    if bool(args.cls) != bool(args.grid):
+        raise SystemExit("--cls and --grid go together (the class whose most-withdrawn maps to draw)")
     summary_path = args.data / "summary.json"
     if not summary_path.is_file():
         raise SystemExit(
@@ -466,12 +468,14 @@ def withdrawn(args: argparse.Namespace) -> dict:
         print(
             f"{name:14s} {int(hist.sum()):8d} px withdrawn; the segmenter saw " + ", ".join(f"{k} {v}" for k, v in top)
         )
-    if args.cls and args.grid:
+    if args.cls:
         rows = []
         for n, line, source, rectified, pred in sorted(losses, key=lambda x: -x[0])[: args.rows]:
             if n:
                 image = read_rgb(args.data / line["image"])
                 rows.append(np.concatenate([image, *(taxonomy.colorize(x) for x in (source, pred, rectified))], axis=1))
+        if not rows:
+            raise SystemExit(f"rectification withdrew no {args.cls} in {args.data}: no grid to draw")
         args.grid.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.concatenate(rows, axis=0)).save(args.grid)
         print(f"{len(rows)} maps that lost most {args.cls} -> {args.grid}")
@@ -571,6 +575,8 @@ def main() -> None:
         base, stage, steps, batch, device, threads = sys.argv[2:8]
         print(json.dumps(speed_one(base, int(stage), int(steps), int(batch), device, int(threads) or None)))
         return
+    from urbangen.labels import cityscapes19
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("speed", help="training steps/s and peak memory")
@@ -643,7 +649,9 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     p = sub.add_parser("withdrawn", help="what rectification withdrew, per class, and what the segmenter saw there")
     p.add_argument("--data", type=Path, required=True, help="a filter output folder (RUN/filter-rectify/generated)")
-    p.add_argument("--cls", help="with --grid: the class whose most-withdrawn maps to show")
+    p.add_argument(
+        "--cls", choices=cityscapes19().classes, help="with --grid: the class whose most-withdrawn maps to show"
+    )
     p.add_argument("--grid", type=Path)
     p.add_argument("--rows", type=int, default=6)
     p.add_argument("--json", type=Path)

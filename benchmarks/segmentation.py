@@ -90,7 +90,8 @@ def seeds_wall(seeds: int, iterations: int, work: Path) -> dict:
         **{**DEMO_SEGMENT, "iterations": iterations, "progress": False, "log_every": iterations},
         sources=[DataSource(root=data, split="train")],
     )
-    result = {"seeds": seeds, "iterations": iterations, "side_by_side": side_by_side(cfg, seeds)}
+    at_once, threads = side_by_side(cfg, seeds)
+    result = {"seeds": seeds, "iterations": iterations, "at_once": at_once, "threads_each": threads}
     for name, parallel in (("one_after_another_s", 1), ("side_by_side_s", None)):
         start = time.perf_counter()
         train_seeds(cfg, list(range(seeds)), work / name, parallel=parallel)

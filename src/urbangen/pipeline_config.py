@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from urbangen.config import StrictModel, error_lines, load_yaml, validate
 from urbangen.errors import UrbangenError
@@ -142,10 +142,17 @@ class PipelineConfig(StrictModel):
     generate: dict[str, Any] = Field(default_factory=dict)
     fda: FdaConfig = Field(default_factory=FdaConfig)
     train_seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
-    # how many training seeds train side by side on a CPU (None: one per core); 1: one after another
+    # how many training seeds train side by side on a CPU (None: as many as the cores hold); 1: in turn
     train_parallel: int | None = Field(default=None, ge=1)
     dataset_store: bool = True
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
+
+    @field_validator("train_seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("training seeds must be distinct")
+        return seeds
 
     @model_validator(mode="wrap")
     @classmethod

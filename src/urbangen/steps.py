@@ -180,18 +180,21 @@ def train_segmenter(
     extra_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one segmenter per training seed on ``train_dir`` (labels from ``labels_dir`` if given)."""
-    from urbangen.segment.train import TrainConfig, train_seeds
+    from urbangen.segment.train import TrainConfig, side_by_side, train_seeds
 
     cfg = load(config)
     sources = [_source(train_dir, "train", labels_dir)]
     if extra_dir:
         sources.append(_source(extra_dir, "train"))
     out = Path(out)
-    seeds = cfg.train_seeds if method != "source_only" or len(cfg.train_seeds) > 1 else cfg.train_seeds[:1]
+    seeds = cfg.train_seeds
     train_cfg = validate(
         TrainConfig, {"sources": [s.model_dump() for s in sources], **cfg.segment}, "pipeline config: segment"
     )
-    with step_run(cfg, parent_run_id, f"train-{method}", cfg.segment) as run:
+    # side-by-side seeds round differently from seeds trained alone: the layout is part of the record
+    at_once, threads = side_by_side(train_cfg, len(seeds), cfg.train_parallel)
+    params = {**cfg.segment, "seeds_at_once": at_once, "threads_each": threads or "auto"}
+    with step_run(cfg, parent_run_id, f"train-{method}", params) as run:
         loggers = {seed: _logger(run, f"seed{seed}/") for seed in seeds}
         models = train_seeds(
             train_cfg, seeds, out, on_log=lambda seed, record: loggers[seed](record), parallel=cfg.train_parallel

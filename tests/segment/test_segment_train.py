@@ -64,9 +64,9 @@ def test_deterministic_and_exact_resume(toy_root, tmp_path):
 
 
 def test_seeds_side_by_side_match_seeds_one_after_another(toy_root, tmp_path):
-    cfg = _cfg(toy_root)  # one thread per training: the same arithmetic in either layout
-    assert side_by_side(cfg, 3, parallel=2) == 2 and side_by_side(cfg, 3, parallel=1) == 1
-    assert side_by_side(cfg.model_copy(update={"device": "cuda"}), 3) == 1  # GPUs: one after another
+    cfg = _cfg(toy_root, device="cpu")  # one thread per training: the same arithmetic in either layout
+    assert side_by_side(cfg, 3, parallel=2) == (2, 1) and side_by_side(cfg, 3, parallel=1)[0] == 1
+    assert side_by_side(cfg.model_copy(update={"device": "cuda"}), 3) == (1, 0)  # GPUs: one after another
     logs = {"one": [], "two": []}
     one = train_seeds(cfg, [0, 1], tmp_path / "one", lambda seed, r: logs["one"].append((seed, r["step"])), parallel=1)
     two = train_seeds(cfg, [0, 1], tmp_path / "two", lambda seed, r: logs["two"].append((seed, r["step"])), parallel=2)
@@ -78,11 +78,20 @@ def test_seeds_side_by_side_match_seeds_one_after_another(toy_root, tmp_path):
     a0, a1 = (load_file(p / "model.safetensors") for p in one)
     assert not all(torch.equal(a0[k], a1[k]) for k in a0)  # the seeds differ
     assert sorted(logs["two"]) == sorted(logs["one"]) == [(s, k) for s in (0, 1) for k in range(1, 5)]
-    # a failing seed is named; nothing half-written stands in for its model
-    broken = cfg.model_copy(update={"sources": [DataSource(root=tmp_path / "missing", split="train")]})
-    with pytest.raises(UrbangenError, match="training seed 0"):
-        train_seeds(broken, [0, 1], tmp_path / "broken", parallel=2)
-    assert not (tmp_path / "broken" / "seed-0" / "model").exists()
+    with pytest.raises(UrbangenError, match="distinct"):
+        train_seeds(cfg, [0, 0], tmp_path / "twice")
+
+
+def test_a_failing_seed_is_named_and_a_rerun_resumes(toy_root, tmp_path):
+    cfg = _cfg(toy_root, device="cpu")
+    corrupt = tmp_path / "seed-1" / "checkpoints" / "last.pt"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(UrbangenError, match=r"training seed 1 .*checkpoint .*last\.pt cannot be read"):
+        train_seeds(cfg, [0, 1], tmp_path, parallel=2)
+    corrupt.unlink()
+    models = train_seeds(cfg, [0, 1], tmp_path, parallel=2)
+    assert all((m / "model.safetensors").is_file() for m in models)
 
 
 def test_loss_falls_on_a_fixed_batch(make_toy, tmp_path):

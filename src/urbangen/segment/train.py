@@ -10,6 +10,7 @@ optimizer, scheduler, RNG states, step). Rerunning the same command after an int
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -122,7 +123,16 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[Any, int, int]:
 
 
 def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota (a Kubernetes CPU
+    limit or ``docker --cpus``), which the mask does not show."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:  # cgroup v2: "<quota> <period>" or "max <period>"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def _cpu_threads(num_workers: int) -> int:
@@ -164,7 +174,10 @@ def _comparable(cfg: TrainConfig) -> dict:
 def _load_checkpoint(path: Path, cfg: TrainConfig, model: Any, optimizer: Any, scheduler: Any) -> tuple[int, float]:
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or not a checkpoint (torch raises several kinds)
+        raise UrbangenError(f"checkpoint {path} cannot be read ({exc}); delete it to start this run over") from exc
     if state["config"] != _comparable(cfg):
         changed = sorted(k for k in state["config"] if state["config"][k] != _comparable(cfg).get(k))
         raise UrbangenError(
@@ -316,15 +329,21 @@ def train(cfg: TrainConfig, out_dir: str | Path, on_log: Callable[[dict], None] 
 
 
 # ------------------------------------------------------------------------------------- several seeds
-def side_by_side(cfg: TrainConfig, seeds: int, parallel: int | None = None) -> int:
-    """How many of ``seeds`` trainings of ``cfg`` run at once: on a CPU (and outside torchrun) one per core
-    up to the number of seeds, or ``parallel``; 1 on a GPU."""
+def side_by_side(cfg: TrainConfig, seeds: int, parallel: int | None = None) -> tuple[int, int]:
+    """(trainings at once, torch threads each) for ``seeds`` trainings of ``cfg``.
+
+    On a CPU outside torchrun: ``parallel`` at once, by default as many as the cores hold with each
+    training's data workers beside it, up to the number of seeds; the cores are shared out, and an explicit
+    ``cfg.threads`` is a cap. On a GPU: one at a time with the trainer's own thread choice (0)."""
     import torch
 
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if device != "cpu" or int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        return 1
-    return max(1, min(seeds, parallel if parallel is not None else _cores()))
+        return 1, 0
+    cores = _cores()
+    n = max(1, min(seeds, parallel if parallel is not None else cores // (1 + cfg.num_workers)))
+    threads = max(1, cores // n - cfg.num_workers)
+    return n, min(threads, cfg.threads) if cfg.threads else threads
 
 
 def _train_child(cfg: TrainConfig, out_dir: Path) -> tuple[Path, list[dict]]:
@@ -351,40 +370,59 @@ def train_seeds(
 ) -> list[Path]:
     """Train ``cfg`` once per seed into ``out_dir/seed-<seed>``; returns the model folders in seed order.
 
-    On a CPU the seeds train side by side (:func:`side_by_side`), each process with an equal share of the
-    cores: a small model leaves most of a second core idle, so two seeds on two cores take little longer
-    than one (docs/BENCHMARKS.md, "Segmentation baselines"). Thread counts change float rounding, so a
-    seed's result depends on how many ran beside it. ``on_log(seed, record)`` gets :func:`train`'s records;
-    from side-by-side seeds they arrive when the seed finishes (each prints its progress as it goes).
-    Each seed resumes from its own checkpoint.
+    On a CPU the seeds train side by side (:func:`side_by_side`), each process with its share of the cores:
+    a small model leaves much of a second core idle (two demo seeds on two cores: 1.5 times one, not 2;
+    docs/BENCHMARKS.md, "Segmentation baselines"). Thread counts change float rounding, so a seed's result
+    depends on how many ran beside it (and an interrupted run resumes exactly only with the same layout).
+    ``on_log(seed, record)`` gets :func:`train`'s records; from side-by-side seeds they arrive when the seed
+    finishes (each prints its progress as it goes). The first failure stops the other seeds; each seed
+    resumes from its own checkpoint when the call is repeated.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
+    if len(set(seeds)) != len(seeds):
+        raise UrbangenError(f"training seeds must be distinct, got {seeds}")
     out_dir = Path(out_dir)
     configs = {seed: TrainConfig.model_validate(cfg.model_dump() | {"seed": seed}) for seed in seeds}
-    n = side_by_side(cfg, len(seeds), parallel)
+    n, threads = side_by_side(cfg, len(seeds), parallel)
     if n == 1:
         return [
             train(c, out_dir / f"seed-{seed}", on_log and (lambda r, s=seed: on_log(s, r)))
             for seed, c in configs.items()
         ]
-    threads = cfg.threads or max(1, _cores() // n - cfg.num_workers)
     models: dict[int, Path] = {}
     # spawn: a forked child would inherit the parent's OpenMP thread pool state
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+    try:
         futures = {
-            seed: pool.submit(
+            pool.submit(
                 _train_child, c.model_copy(update={"threads": threads, "progress": False}), out_dir / f"seed-{seed}"
-            )
+            ): seed
             for seed, c in configs.items()
         }
-        for seed, future in futures.items():
-            try:
-                models[seed], history = future.result()
-            except Exception as exc:
-                pool.shutdown(cancel_futures=True)
-                raise UrbangenError(f"training seed {seed} ({out_dir / f'seed-{seed}'}) failed: {exc}") from exc
-            for record in history if on_log else ():
-                on_log(seed, record)
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                seed = futures[future]
+                try:
+                    models[seed], history = future.result()
+                except BrokenProcessPool as exc:
+                    raise UrbangenError(
+                        f"a training process died while seed {seed} trained in {out_dir} (out of memory? "
+                        f"set train_parallel: 1 to train one seed at a time)"
+                    ) from exc
+                except Exception as exc:
+                    raise UrbangenError(f"training seed {seed} ({out_dir / f'seed-{seed}'}) failed: {exc}") from exc
+                for record in history if on_log else ():
+                    on_log(seed, record)
+    except BaseException:
+        # stop the other seeds now rather than when they finish (their checkpoints let a rerun resume)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return [models[seed] for seed in seeds]
