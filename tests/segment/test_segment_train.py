@@ -66,7 +66,8 @@ def test_deterministic_and_exact_resume(toy_root, tmp_path):
 def test_seeds_side_by_side_match_seeds_one_after_another(toy_root, tmp_path):
     cfg = _cfg(toy_root, device="cpu")  # one thread per training: the same arithmetic in either layout
     assert side_by_side(cfg, 3, parallel=2) == (2, 1) and side_by_side(cfg, 3, parallel=1)[0] == 1
-    assert side_by_side(cfg.model_copy(update={"device": "cuda"}), 3) == (1, 0)  # GPUs: one after another
+    assert side_by_side(cfg.model_copy(update={"device": "cuda"}), 3)[0] == 1  # GPUs: one after another
+    assert side_by_side(cfg.model_copy(update={"threads": 8}), 1) == (1, 8)  # alone: train()'s own choice
     logs = {"one": [], "two": []}
     one = train_seeds(cfg, [0, 1], tmp_path / "one", lambda seed, r: logs["one"].append((seed, r["step"])), parallel=1)
     two = train_seeds(cfg, [0, 1], tmp_path / "two", lambda seed, r: logs["two"].append((seed, r["step"])), parallel=2)

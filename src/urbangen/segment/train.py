@@ -334,16 +334,19 @@ def side_by_side(cfg: TrainConfig, seeds: int, parallel: int | None = None) -> t
 
     On a CPU outside torchrun: ``parallel`` at once, by default as many as the cores hold with each
     training's data workers beside it, up to the number of seeds; the cores are shared out, and an explicit
-    ``cfg.threads`` is a cap. On a GPU: one at a time with the trainer's own thread choice (0)."""
+    ``cfg.threads`` is a cap. One at a time (on a GPU, under torchrun, or one seed): the threads
+    :func:`train` takes (0: torch's default, on a GPU)."""
     import torch
 
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if device != "cpu" or int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        return 1, 0
+        return 1, cfg.threads or 0
     cores = _cores()
     n = max(1, min(seeds, parallel if parallel is not None else cores // (1 + cfg.num_workers)))
-    threads = max(1, cores // n - cfg.num_workers)
-    return n, min(threads, cfg.threads) if cfg.threads else threads
+    if n == 1:
+        return 1, cfg.threads or _cpu_threads(cfg.num_workers)
+    share = max(1, cores // n - cfg.num_workers)
+    return n, min(share, cfg.threads) if cfg.threads else share
 
 
 def _train_child(cfg: TrainConfig, out_dir: Path) -> tuple[Path, list[dict]]:
