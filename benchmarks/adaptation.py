@@ -429,6 +429,7 @@ def withdrawn(args: argparse.Namespace) -> dict:
     prediction | rectified label, black = withdrawn)."""
     from PIL import Image
 
+    from urbangen.datasets.writer import read_manifest
     from urbangen.generate.store import CandidateStore
     from urbangen.io import read_label, read_rgb
     from urbangen.labels import IGNORE, cityscapes19
@@ -442,10 +443,10 @@ def withdrawn(args: argparse.Namespace) -> dict:
             f"{args.data}: no summary.json (give a filter output folder, e.g. RUN/filter-rectify/generated)"
         )
     store = CandidateStore(json.loads(summary_path.read_text())["candidates_dir"])
-    records = {r["id"]: r for r in map(json.loads, store.manifest_path.read_text().splitlines())}
+    records = {r["id"]: r for r in read_manifest(store.root)}
     seen: dict[str, np.ndarray] = {}  # class -> histogram of the segmenter's prediction on its withdrawn pixels
     losses = []
-    for line in map(json.loads, (args.data / "manifest.jsonl").read_text().splitlines()):
+    for line in read_manifest(args.data):
         source, _ = store.load_label(records[line["source_id"]])
         rectified = read_label(args.data / line["label"])
         pred = read_label(args.data / "filter" / "pred" / f"{line['source_id']}.png")
