@@ -100,15 +100,20 @@ class _Indices:
         return (self.cfg.iterations - self.start) * self.cfg.grad_accumulation * self.cfg.batch_size
 
 
+def _device_name(cfg: TrainConfig) -> str:
+    """``cfg.device`` with ``auto`` resolved: CUDA when present, else the CPU."""
+    import torch
+
+    return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _setup_distributed(cfg: TrainConfig) -> tuple[Any, int, int]:
     """(device, world size, rank); initialises torch.distributed when launched by torchrun."""
     import torch
     import torch.distributed as dist
 
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device_name(cfg)
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     if device.startswith("cuda"):
@@ -336,10 +341,7 @@ def side_by_side(cfg: TrainConfig, seeds: int, parallel: int | None = None) -> t
     training's data workers beside it, up to the number of seeds; the cores are shared out, and an explicit
     ``cfg.threads`` is a cap. One at a time (on a GPU, under torchrun, or one seed): the threads
     :func:`train` takes (0: torch's default, on a GPU)."""
-    import torch
-
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if device != "cpu" or int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    if _device_name(cfg) != "cpu" or int(os.environ.get("WORLD_SIZE", 1)) > 1:
         return 1, cfg.threads or 0
     cores = _cores()
     n = max(1, min(seeds, parallel if parallel is not None else cores // (1 + cfg.num_workers)))
