@@ -109,6 +109,13 @@ def test_config_errors_name_the_field(tmp_path):
     path.write_text("fda: {beta: 0.7}\n")
     with pytest.raises(UrbangenError, match=r"fda.beta: Input should be less than 0.5"):
         load_pipeline_config(path, "demo")
+    for seeds, why in (("[]", "at least 1 item"), ("[0, -1]", "greater than or equal to 0"), ("[1, 1]", "distinct")):
+        path.write_text(f"train_seeds: {seeds}\n")
+        with pytest.raises(UrbangenError, match=rf"train_seeds.*{why}"):
+            load_pipeline_config(path, "smoke")
+    path.write_text("train_parallel: 0\n")
+    with pytest.raises(UrbangenError, match=r"train_parallel: Input should be greater than or equal to 1"):
+        load_pipeline_config(path, "smoke")
 
 
 def test_step_sections_are_checked_when_the_config_loads(tmp_path):
