@@ -9,7 +9,9 @@ filtering and rectification, then the ``urbangen`` and ``urbangen_nofilter`` seg
 reusing the run's world, baselines, pseudo-labels and adapted generator (minutes instead of a whole demo).
 
 ``seeds``: the demo's segmenter trained with several training seeds on the same datasets (say the
-``generated`` and ``unfiltered`` folders of a ``regenerate``): the training noise of a demo mIoU.
+``generated`` and ``unfiltered`` folders of a ``regenerate``): the training noise of a demo mIoU. A
+``--data`` of ``A+B`` trains on both; ``target-pseudo`` stands for the run's target train images with its
+pseudo-labels (self-training, alone or next to generated data).
 
 ``scorers``: do two segmenters scoring the same candidates (a demo's filter and a ``regenerate --scorer``)
 agree on which candidate of a map is better?
@@ -309,6 +311,23 @@ def regenerate(args: argparse.Namespace) -> dict:
     return result
 
 
+def training_sources(spec: str, parts: dict[str, Path]) -> list[dict]:
+    """``--data`` of ``seeds``: Cityscapes-layout train roots joined by ``+``; ``target-pseudo`` is the run's
+    target train images with its thresholded pseudo-labels (what stage 2 trained on)."""
+    sources = []
+    for item in spec.split("+"):
+        if item == "target-pseudo":
+            if "target" not in parts or "pseudo-label" not in parts:
+                raise SystemExit("--data target-pseudo needs --run (a finished demo with pseudo-labels)")
+            target, labels = str(parts["target"]), str(parts["pseudo-label"])
+            sources.append({"format": "cityscapes", "root": target, "split": "train", "labels_dir": labels})
+        elif Path(item).is_dir():
+            sources.append({"format": "cityscapes", "root": item, "split": "train"})
+        else:
+            raise SystemExit(f"--data {spec}: {item!r} is neither a dataset folder nor 'target-pseudo'")
+    return sources
+
+
 def seeds(args: argparse.Namespace) -> dict:
     """The demo's segmenter trained with several training seeds on each dataset: how much of a difference
     between two methods' mIoU is training noise."""
@@ -316,13 +335,15 @@ def seeds(args: argparse.Namespace) -> dict:
         raise SystemExit(
             "give --run (a finished demo: its val set) or --val (a Cityscapes-layout root with a val split)"
         )
-    val = args.val or demo_artefacts(Path(args.run))["val"]
-    scores: dict[str, list[float]] = {str(data): [] for data in args.data}
+    parts = demo_artefacts(Path(args.run)) if args.run else {}
+    val = args.val or parts["val"]
+    mixes = {data: training_sources(data, parts) for data in args.data}
+    scores: dict[str, list[float]] = {data: [] for data in args.data}
     for seed in args.seeds:  # seeds outermost: a run cut short still compares every dataset
-        for data in args.data:
-            source = {"format": "cityscapes", "root": str(data), "split": "train"}
-            score = train_and_score([source], val, args.out / data.name / f"seed{seed}", args.seg_iterations, seed=seed)
-            scores[str(data)].append(score)
+        for data, sources in mixes.items():
+            work = args.out / data.replace("/", "_").strip("_") / f"seed{seed}"
+            score = train_and_score(sources, val, work, args.seg_iterations, seed=seed)
+            scores[data].append(score)
             print(f"{data}: training seed {seed}: {score:.2f} mIoU on val", flush=True)
     result = {}
     for data, values in scores.items():
@@ -639,7 +660,12 @@ def main() -> None:
     p = sub.add_parser("seeds", help="the demo segmenter on datasets with several training seeds (noise)")
     p.add_argument("--run", type=Path, help="OUT/workspace/kfp/<run> of a finished demo (its val set)")
     p.add_argument("--val", type=Path, help="or: a Cityscapes-layout root whose val split to score on")
-    p.add_argument("--data", type=Path, action="append", required=True, help="Cityscapes-layout train dataset")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="Cityscapes-layout train dataset; A+B trains on both; target-pseudo: the run's target + pseudo-labels",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seg-iterations", type=int, default=800)
