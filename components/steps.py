@@ -40,8 +40,6 @@ def train_segmenter(
     model: Output[Model],
     result: Output[Artifact],
     metrics: Output[Metrics],
-    labels: Input[Dataset] = None,
-    extra_data: Input[Dataset] = None,
 ):
     """Train a segmenter for one method ('source_only', 'fda', 'urbangen', 'oracle', ...) and score it on the
     target validation set (official Cityscapes semantics). One task for both: a task of its own for the
@@ -55,13 +53,10 @@ def train_segmenter(
             train_data.path,
             model.path,
             parent_run_id,
-            labels_dir=labels.path if labels else None,
-            extra_dir=extra_data.path if extra_data else None,
         )
     )
     summary = steps.evaluate(config, method, model.path, val.path, result.path, parent_run_id)
-    metrics.log_metric("mIoU", float(summary["mIoU"]))
-    metrics.log_metric("pixel_accuracy", float(summary["pixel_accuracy"]))
+    steps.log_kfp_metrics(metrics, {k: summary[k] for k in ("mIoU", "pixel_accuracy")})
 
 
 @component
@@ -154,9 +149,7 @@ def filter_rectify(
         unfiltered.path,
         parent_run_id,
     )
-    for key, value in summary.items():
-        if isinstance(value, (int, float)):
-            metrics.log_metric(key, float(value))
+    steps.log_kfp_metrics(metrics, summary)
 
 
 @component

@@ -8,6 +8,8 @@ Structure that depends on the config (number of shards, which steps get a GPU) i
 pipeline is built; everything else travels as the ``config`` parameter, editable in the Kubeflow UI.
 """
 
+import hashlib
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from kfp import dsl, kubernetes
@@ -24,6 +26,23 @@ class Outputs(NamedTuple):
     results: Artifact
 
 
+def code_digest() -> str:
+    """sha256 (16 hex digits) of the Python sources the tasks run: urbangen with its components and pipelines."""
+    import urbangen
+    import urbangen.components
+    import urbangen.pipelines
+
+    files: dict[Path, str] = {}  # an installed wheel nests components/ and pipelines/ inside urbangen/
+    for package in (urbangen, urbangen.components, urbangen.pipelines):
+        root = Path(package.__file__).parent
+        for path in root.rglob("*.py"):
+            files.setdefault(path.resolve(), f"{package.__name__}/{path.relative_to(root).as_posix()}")
+    digest = hashlib.sha256()
+    for path, name in sorted(files.items(), key=lambda item: item[1]):
+        digest.update(f"{name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 GPU_STEPS = {
     "train_segmenter",
     "pseudo_label",
@@ -34,10 +53,14 @@ GPU_STEPS = {
 }
 
 
-def _resources(task: dsl.PipelineTask, step: str, res: ResourceConfig) -> dsl.PipelineTask:
-    """Requests, GPU, node placement, shared memory and credentials for one task."""
+def _resources(task: dsl.PipelineTask, step: str, res: ResourceConfig, code: str | None) -> dsl.PipelineTask:
+    """Requests, GPU, node placement, shared memory and credentials for one task; ``code``: the code
+    digest that cached tasks carry (so a cached output never outlives the code that made it)."""
     task.set_cpu_request(res.cpu_request).set_memory_request(res.memory_request)
-    task.set_caching_options(res.caching)
+    task.set_caching_options(code is not None)
+    if code is not None:
+        # KFP's cache key covers the task's environment, not the urbangen package the image runs
+        task.set_env_variable("URBANGEN_CODE_DIGEST", code)
     if res.gpu and step in GPU_STEPS:
         task.set_accelerator_type(res.accelerator_type).set_accelerator_limit(res.gpus_per_task)
         task.set_memory_limit(res.gpu_memory_limit)
@@ -72,13 +95,17 @@ def _resources(task: dsl.PipelineTask, step: str, res: ResourceConfig) -> dsl.Pi
     return task
 
 
-def build_pipeline(cfg: PipelineConfig):
-    """Return the @dsl.pipeline function for ``cfg`` (its values become the ``config`` parameter default)."""
+def build_pipeline(cfg: PipelineConfig, caching: bool | None = None):
+    """Return the @dsl.pipeline function for ``cfg`` (its values become the ``config`` parameter default).
+
+    ``caching`` (default ``cfg.resources.caching``): let KFP reuse a task's outputs when the task, its
+    inputs, its config and the urbangen code are unchanged (local runs use it to resume)."""
     res = cfg.resources
     shards = list(range(cfg.generate_shards))
+    code = code_digest() if (res.caching if caching is None else caching) else None
 
     def step(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
-        return _resources(task, name, res)
+        return _resources(task, name, res, code)
 
     @dsl.pipeline(
         name="urbangen",

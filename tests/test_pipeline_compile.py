@@ -93,6 +93,41 @@ def test_image_tag_follows_package_version(compiled):
     assert images == {f"ghcr.io/urbangen/urbangen:{__version__}"}
 
 
+def test_cached_tasks_carry_the_code_digest(compiled, tmp_path):
+    """Caching is off by default; with it on, every task's cache key includes the urbangen code digest."""
+    from urbangen.pipelines.urbangen_pipeline import code_digest
+
+    spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    assert not any(t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
+    executors = spec["deploymentSpec"]["executors"].values()
+    assert not any("env" in ex["container"] for ex in executors)
+
+    cfg = preset("demo")
+    cfg = cfg.model_copy(update={"resources": cfg.resources.model_copy(update={"caching": True})})
+    spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "cached.yaml").read_text())
+    steps = {n: t for n, t in spec["root"]["dag"]["tasks"].items() if "componentRef" in t and "for-loop" not in n}
+    assert all(t["cachingOptions"]["enableCache"] for t in steps.values())
+    digest = code_digest()
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        assert {"name": "URBANGEN_CODE_DIGEST", "value": digest} in executor["container"]["env"], name
+
+
+def test_code_digest_follows_the_sources(tmp_path, monkeypatch):
+    import urbangen
+    from urbangen.pipelines.urbangen_pipeline import code_digest
+
+    before = code_digest()
+    assert before == code_digest() and len(before) == 16
+    fake = tmp_path / "urbangen"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("x = 1\n")
+    monkeypatch.setattr(urbangen, "__file__", str(fake / "__init__.py"))
+    changed = code_digest()
+    (fake / "__init__.py").write_text("x = 2\n")
+    assert changed != before and code_digest() != changed
+
+
 def test_config_errors_name_the_field(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("generate_shards: 3\nsegmnt: {}\n")

@@ -108,3 +108,52 @@ def test_pseudo_label_benchmark_reads_a_finished_run(smoke_run, tmp_path):
         assert 0 <= figures["raw_mIoU"] <= 100 and len(figures["per_class"]) == 19
         assert all(share <= 1 for _, share in figures["mostly_labelled_as"].values())
     assert (out / "weight-1" / "prior.npy").is_file() and not (out / "weight-0" / "prior.npy").exists()
+
+
+def _task_methods(run) -> dict[str, str]:
+    """kfp task folder name -> the method its train task trained (from the task's executor output)."""
+    found = {}
+    for output in run.glob("*/executor_output.json"):
+        for artefacts in json.loads(output.read_text()).get("artifacts", {}).values():
+            for artefact in artefacts["artifacts"]:
+                if "method" in artefact.get("metadata", {}):
+                    found[output.parent.name] = artefact["metadata"]["method"]
+    return found
+
+
+def test_resume_reruns_only_what_is_missing(smoke_run):
+    """A step whose work is lost (here: urbangen's trained model deleted, as after a crash) runs again with
+    --resume, with the steps that depend on it; every other step is reused. Runs last: it changes the run."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    before = json.loads((smoke_run / "results.json").read_text())
+    kfp = smoke_run / "workspace" / "kfp"
+    (first,) = kfp.iterdir()
+    assert len(list((smoke_run / "workspace" / "kfp-cache").glob("*.json"))) >= 18  # every task on record
+    task = next(name for name, method in _task_methods(first).items() if method == "urbangen")
+    shutil.rmtree(first / task / "model")
+
+    result = CliRunner().invoke(
+        main, ["demo", "--scale", "smoke", "--out", str(smoke_run), "--resume"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "reused: Task make-dataset cache hit" in result.output  # the user sees what was kept
+    (second,) = set(kfp.iterdir()) - {first}
+    ran = {p.name for p in second.iterdir() if p.is_dir()}
+    assert _task_methods(second) == {next(iter(_task_methods(second))): "urbangen"}
+    assert {_base_task(name) for name in ran} == {"train-segmenter", "report", "register-models"}
+
+    after = json.loads((smoke_run / "results.json").read_text())
+    assert after["resumed"] is True and after["mlflow_run_id"] == before["mlflow_run_id"]
+    assert set(after["methods"]) == set(before["methods"])
+    for method in ("source_only", "fda", "oracle", "urbangen_nofilter"):  # reused, not retrained
+        assert after["methods"][method]["mIoU"] == before["methods"][method]["mIoU"]
+    client = MlflowClient(f"sqlite:///{smoke_run / 'workspace' / 'mlflow.db'}")
+    assert client.get_run(after["mlflow_run_id"]).info.status == "FINISHED"
+
+
+def _base_task(name: str) -> str:
+    head, _, tail = name.rpartition("-")
+    return head if tail.isdigit() else name

@@ -2,15 +2,21 @@
 
 - compile: write the pipeline YAML that users upload in the Kubeflow UI;
 - run --local: execute every step through kfp.local (SubprocessRunner, the current environment), tracked
-  in the workspace's MLflow store — the embedded default, and what ``urbangen demo`` uses;
+  in the workspace's MLflow store — the embedded default, and what ``urbangen demo`` uses; ``--resume``
+  keeps the steps a failed or interrupted run finished;
 - submit: upload the pipeline (a new version if it exists) to a Kubeflow Pipelines host and start a run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -41,21 +47,58 @@ def local_environment(workspace: Path) -> dict[str, str]:
     return {"URBANGEN_WORKSPACE": str(workspace), "MLFLOW_TRACKING_URI": tracking_uri(workspace)}
 
 
-def run_local(cfg: PipelineConfig, workspace: str | Path) -> dict[str, Path]:
-    """Run the whole pipeline on this machine through kfp.local; returns the report and results paths."""
+def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) -> dict[str, Path]:
+    """Run the whole pipeline on this machine through kfp.local; returns the report and results paths.
+
+    Every finished task is recorded in ``WORKSPACE/kfp-cache`` (KFP's local task cache). With ``resume`` a
+    rerun reuses the tasks whose config, inputs and code are unchanged (the MLflow parent run included)
+    and runs the rest; without it the record is cleared first and everything runs again."""
     from kfp import local
 
     from urbangen.pipelines.urbangen_pipeline import build_pipeline
 
     workspace = Path(workspace).resolve()
     workspace.mkdir(parents=True, exist_ok=True)
+    cache = workspace / "kfp-cache"
+    if resume:
+        finished = len(list(cache.glob("*.json")))
+        print(f"resuming in {workspace}: {finished} finished task(s) on record", file=sys.stderr, flush=True)
+    elif cache.exists():
+        shutil.rmtree(cache)
     os.environ.update(local_environment(workspace))  # tasks are subprocesses: they inherit this
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace / "kfp"), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(workspace / "kfp"),
+        raise_on_error=True,
+        enable_caching=True,
+        cache_root=str(cache),
+    )
     try:
-        task = build_pipeline(cfg)(config=cfg.parameter())
+        with _report_reused_tasks():
+            task = build_pipeline(cfg, caching=True)(config=cfg.parameter())
     except RuntimeError as exc:
-        raise UrbangenError(f"local pipeline run failed: {exc} (task logs above; workspace {workspace})") from exc
+        raise UrbangenError(
+            f"local pipeline run failed: {exc} (task logs above; workspace {workspace}; "
+            "rerun with --resume to keep the finished steps)"
+        ) from exc
     return {name: Path(artifact.path) for name, artifact in task.outputs.items()}
+
+
+@contextlib.contextmanager
+def _report_reused_tasks() -> Iterator[None]:
+    """Show kfp.local's "Task T cache hit" lines (INFO on the root logger, hidden by default), only them."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(lambda record: "cache hit" in record.getMessage())
+    handler.setFormatter(logging.Formatter("reused: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def submit(cfg: PipelineConfig, host: str, experiment: str | None = None, namespace: str | None = None) -> str:
@@ -98,6 +141,13 @@ scale_option = click.option(
     "--scale", type=click.Choice(["smoke", "demo", "full"]), default=None, help="start from a built-in benchmark preset"
 )
 
+resume_option = click.option(
+    "--resume",
+    is_flag=True,
+    help="reuse the steps an earlier run in this workspace finished (same config, inputs and code); "
+    "without it every step runs again",
+)
+
 
 def _config(config_path: str | None, scale: str | None) -> PipelineConfig:
     if config_path is None and scale is None:
@@ -125,9 +175,10 @@ def compile_command(config_path: str | None, scale: str | None, out: str) -> Non
 @scale_option
 @click.option("--local", "local_", is_flag=True, required=True, help="run through kfp.local on this machine")
 @click.option("--workspace", type=click.Path(file_okay=False), default="workspace", show_default=True)
-def run_command(config_path: str | None, scale: str | None, local_: bool, workspace: str) -> None:
+@resume_option
+def run_command(config_path: str | None, scale: str | None, local_: bool, workspace: str, resume: bool) -> None:
     """Run every step on this machine through kfp.local (the embedded default)."""
-    outputs = run_local(_config(config_path, scale), workspace)
+    outputs = run_local(_config(config_path, scale), workspace, resume)
     for name, path in outputs.items():
         click.echo(f"{name}: {path}")
 

@@ -71,10 +71,10 @@ def _logger(run: Any, prefix: str = "") -> Callable[[dict], None]:
     return on_log
 
 
-def _source(root: str | Path, split: str | None = "train", labels_dir: str | Path | None = None):
+def _source(root: str | Path, split: str | None = "train"):
     from urbangen.segment.data import DataSource
 
-    return DataSource(format="cityscapes", root=Path(root), split=split, labels_dir=labels_dir)
+    return DataSource(format="cityscapes", root=Path(root), split=split)
 
 
 def _store_dataset(cfg: PipelineConfig, run: Any, name: str, root: Path, context: str) -> dict[str, str]:
@@ -93,6 +93,15 @@ def _store_dataset(cfg: PipelineConfig, run: Any, name: str, root: Path, context
 
 
 # ---------------------------------------------------------------------------------------------- tracking
+def log_kfp_metrics(artifact: Any, values: dict[str, Any]) -> None:
+    """The numbers of ``values`` as KFP metrics (shown in the Kubeflow UI), also written as JSON to the
+    artefact's path: an output artefact with no file counts as lost for kfp.local's task cache (--resume)."""
+    numbers = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key, value in numbers.items():
+        artifact.log_metric(key, value)
+    write_json_atomic(artifact.path, numbers)
+
+
 def start_tracking(config: dict[str, Any]) -> str:
     """Create the parent run of this pipeline run (left open; ``register_models`` ends it)."""
     cfg = load(config)
@@ -176,16 +185,12 @@ def train_segmenter(
     train_dir: str | Path,
     out: str | Path,
     parent_run_id: str,
-    labels_dir: str | Path | None = None,
-    extra_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train one segmenter per training seed on ``train_dir`` (labels from ``labels_dir`` if given)."""
+    """Train one segmenter per training seed on ``train_dir``."""
     from urbangen.segment.train import TrainConfig, side_by_side, train_seeds
 
     cfg = load(config)
-    sources = [_source(train_dir, "train", labels_dir)]
-    if extra_dir:
-        sources.append(_source(extra_dir, "train"))
+    sources = [_source(train_dir, "train")]
     out = Path(out)
     seeds = cfg.train_seeds
     train_cfg = validate(
@@ -429,7 +434,8 @@ def filter_rectify(
 
 # ---------------------------------------------------------------------------------------------- report
 def step_timings(cfg: PipelineConfig, parent_run_id: str) -> dict[str, float]:
-    """Seconds per step, from the start and end times of the parent's nested MLflow runs."""
+    """Seconds per step, from the start and end times of the parent's finished nested MLflow runs (a step
+    that failed and ran again after ``--resume`` counts its finished run)."""
     client = tracker(cfg).client
     runs = client.search_runs(
         [client.get_run(parent_run_id).info.experiment_id],
@@ -438,7 +444,7 @@ def step_timings(cfg: PipelineConfig, parent_run_id: str) -> dict[str, float]:
     )
     timings = {}
     for run in sorted(runs, key=lambda r: r.info.start_time):
-        if run.info.end_time:
+        if run.info.end_time and run.info.status == "FINISHED":
             timings[run.info.run_name] = (run.info.end_time - run.info.start_time) / 1000
     return timings
 
