@@ -40,11 +40,16 @@ def compile_pipeline(cfg: PipelineConfig, out: str | Path) -> Path:
 
 
 def local_environment(workspace: Path) -> dict[str, str]:
-    """Environment for local runs: the workspace, and its sqlite MLflow store unless a server is configured."""
+    """Environment for local runs: the workspace, its sqlite MLflow store unless a server is configured, and
+    the folder where long steps keep their work for ``--resume`` (:func:`urbangen.steps.work_dir`)."""
     from urbangen.tracking import tracking_uri
 
     workspace = workspace.resolve()
-    return {"URBANGEN_WORKSPACE": str(workspace), "MLFLOW_TRACKING_URI": tracking_uri(workspace)}
+    return {
+        "URBANGEN_WORKSPACE": str(workspace),
+        "MLFLOW_TRACKING_URI": tracking_uri(workspace),
+        "URBANGEN_STEP_WORK": str(workspace / "steps"),
+    }
 
 
 def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) -> dict[str, Path]:

@@ -17,6 +17,7 @@ Folder conventions of the artefacts passed between steps:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -69,6 +70,29 @@ def _logger(run: Any, prefix: str = "") -> Callable[[dict], None]:
         run.log_metrics(metrics, step=step)
 
     return on_log
+
+
+def work_dir(out: str | Path, label: str, parent_run_id: str, *inputs: Any) -> Path:
+    """Where a long step (training, adaptation, generation) writes the output it would write to ``out``.
+
+    On a cluster (``URBANGEN_STEP_WORK`` unset): ``out`` itself. In a local run: a folder under
+    ``URBANGEN_STEP_WORK`` named by the step, the pipeline's MLflow parent run and the step's inputs, with
+    ``out`` a link to it. A task that dies part-way and runs again under ``--resume`` has the same parent
+    run (the start-tracking task is reused) and the same inputs, so it finds its folder and the step goes
+    on from its own checkpoints instead of starting over. A fresh run has a new parent run: new folders.
+    """
+    root = os.environ.get("URBANGEN_STEP_WORK")
+    out = Path(out)
+    if not root:
+        return out
+    key = hashlib.sha256(json.dumps([label, parent_run_id, *map(str, inputs)]).encode()).hexdigest()[:16]
+    work = Path(root) / f"{label}-{key}"
+    work.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        out.rmdir()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.symlink_to(work, target_is_directory=True)
+    return work
 
 
 def _source(root: str | Path, split: str | None = "train"):
@@ -191,7 +215,7 @@ def train_segmenter(
 
     cfg = load(config)
     sources = [_source(train_dir, "train")]
-    out = Path(out)
+    out = work_dir(out, f"train-{method}", parent_run_id, train_dir)
     seeds = cfg.train_seeds
     train_cfg = validate(
         TrainConfig, {"sources": [s.model_dump() for s in sources], **cfg.segment}, "pipeline config: segment"
@@ -335,7 +359,7 @@ def adapt(
     from urbangen.diffusion.adapt import run_stage1, run_stage2
 
     cfg = load(config)
-    out = Path(out)
+    out = work_dir(out, f"adapt-stage{stage}", parent_run_id, target_dir, labels_dir, stage1_dir)
     adapt_cfg = _adapt_config(cfg, target_dir, labels_dir, out)
     with step_run(cfg, parent_run_id, f"adapt-stage{stage}", adapt_cfg.model_dump(mode="json")) as run:
         if stage == 1:
@@ -387,6 +411,7 @@ def generate_shard(
     from urbangen.generate.run import generate_candidates
 
     cfg = load(config)
+    out = work_dir(out, f"generate-{shard_index}-of-{num_shards}", parent_run_id, generator, source_dir)
     gen_cfg = _generate_config(cfg, generator, source_dir, out)
     with step_run(
         cfg, parent_run_id, f"generate-{shard_index}-of-{num_shards}", gen_cfg.model_dump(mode="json")
