@@ -249,15 +249,22 @@ def ceiling(args: argparse.Namespace) -> dict:
 
 
 def demo_artefacts(run: Path) -> dict[str, Path]:
-    """The artefacts of a finished kfp.local demo run folder (``OUT/workspace/kfp/<run>``), by role."""
+    """The artefacts of a finished kfp.local demo run folder (``OUT/workspace/kfp/<run>``), by role.
+
+    A run finished by ``--resume`` holds only the tasks that ran again; the tasks it reused are in the
+    earlier run folders beside it, so those are read first (oldest first) and ``run`` has the last word."""
     found: dict[str, Path] = {}
-    for output in sorted(run.glob("*/executor_output.json")):
-        for artefacts in json.loads(output.read_text()).get("artifacts", {}).values():
-            for artefact in artefacts["artifacts"]:
-                meta, uri = artefact.get("metadata", {}), Path(artefact["uri"])
-                key = meta.get("role") or meta.get("method") or output.parent.name
-                found.setdefault(key, uri)
-    found["generator"] = run / "adapt-stage2" / "generator"
+    earlier = sorted(p for p in run.parent.iterdir() if p.is_dir() and p.name < run.name)
+    for folder in [*earlier, run]:
+        mine: dict[str, Path] = {}
+        for output in sorted(folder.glob("*/executor_output.json")):
+            for artefacts in json.loads(output.read_text()).get("artifacts", {}).values():
+                for artefact in artefacts["artifacts"]:
+                    meta, uri = artefact.get("metadata", {}), Path(artefact["uri"])
+                    mine.setdefault(meta.get("role") or meta.get("method") or output.parent.name, uri)
+        found.update(mine)
+        if (folder / "adapt-stage2" / "generator").exists():
+            found["generator"] = folder / "adapt-stage2" / "generator"
     missing = [k for k in ("source", "val", "fda", "generator") if k not in found or not found[k].exists()]
     if missing:
         raise SystemExit(f"{run}: not a finished demo run (missing {missing}; found {sorted(found)})")

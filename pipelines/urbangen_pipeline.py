@@ -55,11 +55,12 @@ GPU_STEPS = {
 
 def _resources(task: dsl.PipelineTask, step: str, res: ResourceConfig, code: str | None) -> dsl.PipelineTask:
     """Requests, GPU, node placement, shared memory and credentials for one task; ``code``: the code
-    digest that cached tasks carry (so a cached output never outlives the code that made it)."""
+    digest that cached tasks carry (so a kfp.local cache entry never outlives the code that made it)."""
     task.set_cpu_request(res.cpu_request).set_memory_request(res.memory_request)
     task.set_caching_options(code is not None)
     if code is not None:
-        # KFP's cache key covers the task's environment, not the urbangen package the image runs
+        # kfp.local's cache key covers the task's environment, not the urbangen package it runs (the KFP
+        # server's key leaves the environment out: on a cluster the image tag must change with the code)
         task.set_env_variable("URBANGEN_CODE_DIGEST", code)
     if res.gpu and step in GPU_STEPS:
         task.set_accelerator_type(res.accelerator_type).set_accelerator_limit(res.gpus_per_task)

@@ -28,3 +28,15 @@ def test_locally_the_same_run_and_inputs_find_the_same_folder(tmp_path, monkeypa
     }
     assert first not in others and len(others) == 3
     assert all(not any(folder.iterdir()) for folder in others)
+
+
+def test_an_output_folder_with_files_is_an_error(tmp_path, monkeypatch):
+    import pytest
+
+    from urbangen.errors import UrbangenError
+
+    monkeypatch.setenv("URBANGEN_STEP_WORK", str(tmp_path / "steps"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stray.txt").write_text("x")
+    with pytest.raises(UrbangenError, match=r"out: expected an empty output folder for step adapt-stage2"):
+        work_dir(tmp_path / "out", "adapt-stage2", "run-a")

@@ -78,23 +78,41 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
         enable_caching=True,
         cache_root=str(cache),
     )
+    hits: list[str] = []
     try:
-        with _report_reused_tasks():
+        with _report_reused_tasks(hits):
             task = build_pipeline(cfg, caching=True)(config=cfg.parameter())
     except RuntimeError as exc:
         raise UrbangenError(
             f"local pipeline run failed: {exc} (task logs above; workspace {workspace}; "
-            "rerun with --resume to keep the finished steps)"
+            "rerun with --resume to keep the finished steps: reused while the config and the urbangen code "
+            "stay the same)"
         ) from exc
+    if resume and not hits:
+        print(
+            "resume: no finished task matched (the config or the urbangen code changed, or nothing had "
+            "finished): every step ran again",
+            file=sys.stderr,
+            flush=True,
+        )
     return {name: Path(artifact.path) for name, artifact in task.outputs.items()}
 
 
 @contextlib.contextmanager
-def _report_reused_tasks() -> Iterator[None]:
-    """Show kfp.local's "Task T cache hit" lines (INFO on the root logger, hidden by default), only them."""
+def _report_reused_tasks(hits: list[str]) -> Iterator[None]:
+    """Show kfp.local's "Task T cache hit" lines (INFO on the root logger, hidden by default) and collect
+    them in ``hits``. Warnings and errors on the root logger still show: the handler would otherwise keep
+    Python's last-resort handler from printing them."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        if "cache hit" in record.getMessage():
+            hits.append(record.getMessage())
+            return True
+        return record.levelno >= logging.WARNING
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(lambda record: "cache hit" in record.getMessage())
-    handler.setFormatter(logging.Formatter("reused: %(message)s"))
+    handler.addFilter(keep)
+    handler.setFormatter(_ReusedFormatter())
     root = logging.getLogger()
     level = root.level
     root.addHandler(handler)
@@ -104,6 +122,12 @@ def _report_reused_tasks() -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+
+
+class _ReusedFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "reused" if record.levelno < logging.WARNING else record.levelname.lower()
+        return f"{prefix}: {record.getMessage()}"
 
 
 def submit(cfg: PipelineConfig, host: str, experiment: str | None = None, namespace: str | None = None) -> str:

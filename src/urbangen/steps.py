@@ -86,12 +86,15 @@ def work_dir(out: str | Path, label: str, parent_run_id: str, *inputs: Any) -> P
     if not root:
         return out
     key = hashlib.sha256(json.dumps([label, parent_run_id, *map(str, inputs)]).encode()).hexdigest()[:16]
-    work = Path(root) / f"{label}-{key}"
+    work = Path(root).resolve() / f"{label}-{key}"
     work.mkdir(parents=True, exist_ok=True)
-    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+    if out.is_dir() and not out.is_symlink():
+        if any(out.iterdir()):
+            raise UrbangenError(f"{out}: expected an empty output folder for step {label}, found files")
         out.rmdir()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.symlink_to(work, target_is_directory=True)
+    # relative, so the workspace can move or be copied whole
+    out.symlink_to(os.path.relpath(work, out.parent.resolve()), target_is_directory=True)
     return work
 
 
@@ -367,8 +370,11 @@ def adapt(
         else:
             if stage1_dir is None:
                 raise UrbangenError("stage 2 needs the stage-1 generator")
-            if not (out / "stage1").exists():
-                shutil.copytree(generator_folder(stage1_dir), out / "stage1")
+            if not (out / "stage1").exists():  # copied whole or not at all: a resumed task may find it
+                partial = out / "stage1.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                shutil.copytree(generator_folder(stage1_dir), partial)
+                partial.rename(out / "stage1")
             folder = run_stage2(adapt_cfg, out, _logger(run))
         meta = json.loads((folder / "urbangen.json").read_text())
         run.log_model(folder, f"generator-stage{stage}", kind="generator")
