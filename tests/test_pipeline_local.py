@@ -125,6 +125,7 @@ def test_resume_reruns_only_what_is_missing(smoke_run):
     """urbangen's training dies after its last checkpoint (no model folder, no record of the task): with
     --resume that task runs again and goes on from its checkpoint, the tasks after it run, every other task
     is reused. Runs last: it changes the run."""
+    import os
     import shutil
 
     from mlflow import MlflowClient
@@ -147,6 +148,7 @@ def test_resume_reruns_only_what_is_missing(smoke_run):
     )
     assert result.exit_code == 0, result.output[-3000:]
     assert "reused: Task make-dataset cache hit" in result.output  # the user sees what was kept
+    assert "URBANGEN_STEP_WORK" not in os.environ  # the local run's environment ends with it
     (second,) = set(kfp.iterdir()) - {first}
     ran = {p.name for p in second.iterdir() if p.is_dir()}
     assert list(_task_methods(second).values()) == ["urbangen"]

@@ -70,7 +70,6 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
         print(f"resuming in {workspace}: {finished} finished task(s) on record", file=sys.stderr, flush=True)
     elif cache.exists():
         shutil.rmtree(cache)
-    os.environ.update(local_environment(workspace))  # tasks are subprocesses: they inherit this
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(workspace / "kfp"),
@@ -80,7 +79,8 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
     )
     hits: list[str] = []
     try:
-        with _report_reused_tasks(hits):
+        # tasks are subprocesses: they inherit the environment
+        with _environment(local_environment(workspace)), _report_reused_tasks(hits):
             task = build_pipeline(cfg, caching=True)(config=cfg.parameter())
     except RuntimeError as exc:
         raise UrbangenError(
@@ -96,6 +96,21 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
             flush=True,
         )
     return {name: Path(artifact.path) for name, artifact in task.outputs.items()}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in ``os.environ`` for the block, the caller's environment restored after it."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
