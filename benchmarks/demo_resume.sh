@@ -12,7 +12,11 @@ rm -rf "$out"
 setsid .venv/bin/urbangen demo --out "$out" "$@" >"$out.first.log" 2>&1 &
 pid=$!
 sleep "$kill_after"
-kill -9 -- "-$(ps -o pgid= "$pid" | tr -d ' ')"
+if ! pgid=$(ps -o pgid= "$pid" | tr -d ' ') || [ -z "$pgid" ]; then
+  echo "the demo ended (finished or failed) before $kill_after s, see $out.first.log; nothing to resume" >&2
+  exit 2
+fi
+kill -9 -- "-$pgid"
 wait "$pid" 2>/dev/null || true
 echo "killed after $kill_after s; task folders of the first try: $(ls "$out"/workspace/kfp/*/ | tr '\n' ' ')"
 start=$(date +%s)

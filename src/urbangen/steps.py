@@ -360,6 +360,7 @@ def adapt(
 ) -> dict[str, Any]:
     """Stage 1 (appearance) or stage 2 (semantic control) of generator adaptation into ``out/stageN``."""
     from urbangen.diffusion.adapt import run_stage1, run_stage2
+    from urbangen.diffusion.artefacts import replace_dir, temp_dir
 
     cfg = load(config)
     out = work_dir(out, f"adapt-stage{stage}", parent_run_id, target_dir, labels_dir, stage1_dir)
@@ -371,10 +372,9 @@ def adapt(
             if stage1_dir is None:
                 raise UrbangenError("stage 2 needs the stage-1 generator")
             if not (out / "stage1").exists():  # copied whole or not at all: a resumed task may find it
-                partial = out / "stage1.partial"
-                shutil.rmtree(partial, ignore_errors=True)
-                shutil.copytree(generator_folder(stage1_dir), partial)
-                partial.rename(out / "stage1")
+                tmp = temp_dir(out / "stage1")
+                shutil.copytree(generator_folder(stage1_dir), tmp, dirs_exist_ok=True)
+                replace_dir(tmp, out / "stage1")
             folder = run_stage2(adapt_cfg, out, _logger(run))
         meta = json.loads((folder / "urbangen.json").read_text())
         run.log_model(folder, f"generator-stage{stage}", kind="generator")
@@ -417,11 +417,10 @@ def generate_shard(
     from urbangen.generate.run import generate_candidates
 
     cfg = load(config)
-    out = work_dir(out, f"generate-{shard_index}-of-{num_shards}", parent_run_id, generator, source_dir)
+    name = f"generate-{shard_index}-of-{num_shards}"
+    out = work_dir(out, name, parent_run_id, generator, source_dir)
     gen_cfg = _generate_config(cfg, generator, source_dir, out)
-    with step_run(
-        cfg, parent_run_id, f"generate-{shard_index}-of-{num_shards}", gen_cfg.model_dump(mode="json")
-    ) as run:
+    with step_run(cfg, parent_run_id, name, gen_cfg.model_dump(mode="json")) as run:
         summary = generate_candidates(gen_cfg, (shard_index, num_shards), out_dir=out, on_log=_logger(run))
         run.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float))})
     return {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
