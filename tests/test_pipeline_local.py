@@ -168,3 +168,33 @@ def test_resume_reruns_only_what_is_missing(smoke_run):
 def _base_task(name: str) -> str:
     head, _, tail = name.rpartition("-")
     return head if tail.isdigit() else name
+
+
+def test_a_fresh_run_clears_only_earlier_run_folders(tmp_path):
+    """Without --resume the earlier runs' kfp and step folders go (nothing could reuse them); the MLflow
+    store, the dataset store and anything not named like kfp.local's or a step's folder stay."""
+    from urbangen.pipeline_cli import clear_earlier_runs
+
+    ws = tmp_path / "workspace"
+    run = ws / "kfp" / "urbangen-2026-11-27-02-58-41-006880"
+    step = ws / "steps" / "adapt-stage2-6549290ab6353c19"
+    (run / "make-dataset" / "data").mkdir(parents=True)
+    (run / "make-dataset" / "data" / "a.png").write_bytes(b"x" * 1000)
+    step.mkdir(parents=True)
+    (step / "weights.bin").write_bytes(b"y" * 500)
+    (run / "adapt-stage2").mkdir()
+    (run / "adapt-stage2" / "generator").symlink_to("../../../steps/adapt-stage2-6549290ab6353c19")
+    outside = tmp_path / "user-data"
+    outside.mkdir()
+    (outside / "keep.png").write_bytes(b"z")
+    (ws / "steps" / "train-fda-0123456789abcdef").symlink_to(outside)  # a link, not a folder of ours
+    kept = [ws / "kfp" / "my-notes", ws / "steps" / "checkpoints-by-hand", ws / "store" / "d", ws / "mlartifacts"]
+    for folder in kept:
+        folder.mkdir(parents=True)
+    (ws / "mlflow.db").write_bytes(b"db")
+
+    assert clear_earlier_runs(ws) == (2, 1500)
+    assert not run.exists() and not step.exists()
+    assert all(folder.is_dir() for folder in kept) and (ws / "mlflow.db").is_file()
+    assert (outside / "keep.png").is_file()
+    assert clear_earlier_runs(ws) == (0, 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -57,7 +58,8 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
 
     Every finished task is recorded in ``WORKSPACE/kfp-cache`` (KFP's local task cache). With ``resume`` a
     rerun reuses the tasks whose config, inputs and code are unchanged (the MLflow parent run included)
-    and runs the rest; without it the record is cleared first and everything runs again."""
+    and runs the rest; without it the record and the earlier runs' output folders are cleared first
+    (:func:`clear_earlier_runs`) and everything runs again."""
     from kfp import local
 
     from urbangen.pipelines.urbangen_pipeline import build_pipeline
@@ -68,8 +70,17 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
     if resume:
         finished = len(list(cache.glob("*.json")))
         print(f"resuming in {workspace}: {finished} finished task(s) on record", file=sys.stderr, flush=True)
-    elif cache.exists():
-        shutil.rmtree(cache)
+    else:
+        if cache.exists():
+            shutil.rmtree(cache)
+        folders, size = clear_earlier_runs(workspace)
+        if folders:
+            print(
+                f"cleared {folders} output folder(s) of earlier runs in {workspace} ({size / 1e6:.0f} MB; "
+                "their MLflow runs, registered models and datasets in the store are kept)",
+                file=sys.stderr,
+                flush=True,
+            )
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(workspace / "kfp"),
@@ -96,6 +107,32 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
             flush=True,
         )
     return {name: Path(artifact.path) for name, artifact in task.outputs.items()}
+
+
+# what kfp.local and urbangen.steps.work_dir name the folders they create in a workspace
+_KFP_RUN = re.compile(r".+-\d{4}(-\d{2}){5}-\d{6}")
+_STEP_WORK = re.compile(r".+-[0-9a-f]{16}")
+
+
+def clear_earlier_runs(workspace: Path) -> tuple[int, int]:
+    """Delete the kfp run folders (``WORKSPACE/kfp/<run>``) and step folders (``WORKSPACE/steps/<step>-<key>``)
+    that earlier runs left in ``workspace``; return (folders deleted, bytes freed).
+
+    Only a resume reads them, and a run without ``--resume`` clears the record that would: without this
+    every rerun into the same folder would add another copy of every dataset, model and generation.
+    Only folders named the way kfp.local and :func:`urbangen.steps.work_dir` name theirs are touched."""
+    folders = [
+        path
+        for parent, pattern in ((workspace / "kfp", _KFP_RUN), (workspace / "steps", _STEP_WORK))
+        if parent.is_dir()
+        for path in sorted(parent.iterdir())
+        if path.is_dir() and not path.is_symlink() and pattern.fullmatch(path.name)
+    ]
+    files = [Path(root) / name for folder in folders for root, _, names in os.walk(folder) for name in names]
+    size = sum(f.lstat().st_size for f in files)
+    for folder in folders:
+        shutil.rmtree(folder)
+    return len(folders), size
 
 
 @contextlib.contextmanager
