@@ -88,7 +88,8 @@ def run_demo(cfg: PipelineConfig, out: str | Path, resume: bool = False) -> dict
 @click.option(
     "--resume",
     is_flag=True,
-    help="keep the steps an earlier run into --out finished (same config, inputs and code) and run the rest",
+    help="keep the steps an earlier run into --out finished (same config, inputs and code) and run the rest; "
+    "without it the earlier runs' step outputs there are deleted and every step runs again",
 )
 def demo_command(
     out: str,

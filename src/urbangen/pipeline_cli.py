@@ -226,7 +226,7 @@ resume_option = click.option(
     "--resume",
     is_flag=True,
     help="reuse the steps an earlier run in this workspace finished (same config, inputs and code); "
-    "without it every step runs again",
+    "without it the earlier runs' step outputs there are deleted and every step runs again",
 )
 
 
