@@ -109,9 +109,8 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
     return {name: Path(artifact.path) for name, artifact in task.outputs.items()}
 
 
-# what kfp.local and urbangen.steps.work_dir name the folders they create in a workspace
+# how kfp.local names a run's folder: <pipeline>-YYYY-MM-DD-hh-mm-ss-microseconds
 _KFP_RUN = re.compile(r".+-\d{4}(-\d{2}){5}-\d{6}")
-_STEP_WORK = re.compile(r".+-[0-9a-f]{16}")
 
 
 def clear_earlier_runs(workspace: Path) -> tuple[int, int]:
@@ -121,9 +120,11 @@ def clear_earlier_runs(workspace: Path) -> tuple[int, int]:
     Only a resume reads them, and a run without ``--resume`` clears the record that would: without this
     every rerun into the same folder would add another copy of every dataset, model and generation.
     Only folders named the way kfp.local and :func:`urbangen.steps.work_dir` name theirs are touched."""
+    from urbangen.steps import WORK_DIR_NAME
+
     folders = [
         path
-        for parent, pattern in ((workspace / "kfp", _KFP_RUN), (workspace / "steps", _STEP_WORK))
+        for parent, pattern in ((workspace / "kfp", _KFP_RUN), (workspace / "steps", WORK_DIR_NAME))
         if parent.is_dir()
         for path in sorted(parent.iterdir())
         if path.is_dir() and not path.is_symlink() and pattern.fullmatch(path.name)

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import time
@@ -72,6 +73,11 @@ def _logger(run: Any, prefix: str = "") -> Callable[[dict], None]:
     return on_log
 
 
+WORK_KEY_LENGTH = 16
+# the names of work_dir's folders, ``<step>-<key>`` (what a fresh local run clears: pipeline_cli.clear_earlier_runs)
+WORK_DIR_NAME = re.compile(rf".+-[0-9a-f]{{{WORK_KEY_LENGTH}}}")
+
+
 def work_dir(out: str | Path, label: str, parent_run_id: str, *inputs: Any) -> Path:
     """Where a long step (training, adaptation, generation) writes the output it would write to ``out``.
 
@@ -85,7 +91,7 @@ def work_dir(out: str | Path, label: str, parent_run_id: str, *inputs: Any) -> P
     out = Path(out)
     if not root:
         return out
-    key = hashlib.sha256(json.dumps([label, parent_run_id, *map(str, inputs)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([label, parent_run_id, *map(str, inputs)]).encode()).hexdigest()[:WORK_KEY_LENGTH]
     work = Path(root).resolve() / f"{label}-{key}"
     work.mkdir(parents=True, exist_ok=True)
     if out.is_dir() and not out.is_symlink():
