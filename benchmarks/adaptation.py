@@ -23,6 +23,9 @@ labelled as, and the share of pixels the thresholds keep.
 
 ``compose``: candidate 0 of a finished demo run, optionally with the source render's high frequencies,
 as the only training data of a segmenter (is the generator's appearance or its detail the problem?).
+``--base sim`` / ``--base flat`` put the source render itself / a flat grey image in the candidate's place:
+with ``--calibrate exemplar`` that is the generator's class-wise colour calibration without the generator
+(what does the diffusion render add to it?).
 
 ``demo``: the ``small``-scale demonstration on world data: adapt on ``real``-style target images with
 their labels (pseudo-labels, or ground truth as a stand-in), render ``sim`` label maps, save a grid, and,
@@ -531,7 +534,8 @@ def compose(args: argparse.Namespace) -> dict:
     """Candidate 0 of every map of a finished demo run with its low frequencies kept and its high ones
     replaced by the source render's (Gaussian split at ``--sigma`` px; 0 = the candidate as it is), then a
     segmenter on those images and the source labels: does the generator's appearance or its lack of
-    detail hold urbangen back?"""
+    detail hold urbangen back? ``--base sim|flat``: the source render / a flat grey image instead of the
+    candidate (then calibrated like one): what calibration gives without the generator."""
     from PIL import Image, ImageFilter
 
     from urbangen.datasets import open_dataset
@@ -541,7 +545,8 @@ def compose(args: argparse.Namespace) -> dict:
     run, out = Path(args.run), Path(args.out)
     parts = demo_artefacts(run)
     source = open_dataset("cityscapes", parts["source"])
-    shards = sorted(run.glob("for-loop-*/**/samples"))
+    # each shard's candidates folder links to its step folder (WORKSPACE/steps): glob "**" does not follow links
+    shards = sorted(p / "samples" for p in run.glob("for-loop-*/*/candidates") if (p / "samples").is_dir())
 
     def low(image: np.ndarray) -> np.ndarray:
         bands = [Image.fromarray(image[..., c]).filter(ImageFilter.GaussianBlur(args.sigma)) for c in range(3)]
@@ -551,11 +556,16 @@ def compose(args: argparse.Namespace) -> dict:
     stats = class_colour_stats(pairs) if args.calibrate else None
     exemplars = image_colour_stats(pairs) if args.calibrate == "exemplar" else None
     for n, sample in enumerate(source.index("train").samples):
-        folder = next(s / sample.id for s in shards if (s / sample.id).is_dir())
         labels = source.load_train_ids(sample)
-        for k in range(args.candidates):
-            image = read_rgb(folder / f"candidate_{k}.png")
-            if args.sigma > 0:
+        for k in range(args.candidates if args.base == "candidate" else 1):
+            if args.base == "candidate":
+                folder = next(s / sample.id for s in shards if (s / sample.id).is_dir())
+                image = read_rgb(folder / f"candidate_{k}.png")
+            elif args.base == "sim":
+                image = read_rgb(sample.image)
+            else:
+                image = np.full((*labels.shape, 3), 128, dtype=np.uint8)
+            if args.sigma > 0 and args.base == "candidate":
                 render = read_rgb(sample.image)
                 image = np.clip(low(image) + render - low(render), 0, 255).astype(np.uint8)
             if stats is not None:
@@ -563,9 +573,17 @@ def compose(args: argparse.Namespace) -> dict:
             write_png(out / "leftImg8bit" / "train" / "c" / f"{sample.id}-{k}_leftImg8bit.png", image)
             write_png(out / "gtFine" / "train" / "c" / f"{sample.id}-{k}_gtFine_labelTrainIds.png", labels)
     data = {"format": "cityscapes", "root": str(out), "split": "train"}
-    score = train_and_score([data], parts["val"], out / "seg", args.seg_iterations)
-    result = {"sigma": args.sigma, "calibrate": args.calibrate, "candidates": args.candidates, "mIoU": score}
-    print(f"candidate 0, detail from the source above sigma {args.sigma}: {result['mIoU']:.2f} mIoU on val")
+    score = train_and_score([data], parts["val"], out / f"seg{args.train_seed}", args.seg_iterations, args.train_seed)
+    result = {
+        "base": args.base,
+        "sigma": args.sigma if args.base == "candidate" else 0.0,
+        "calibrate": args.calibrate,
+        "candidates": args.candidates if args.base == "candidate" else 1,
+        "train_seed": args.train_seed,
+        "mIoU": score,
+    }
+    what = f"candidate 0, detail from the source above sigma {args.sigma}" if args.base == "candidate" else args.base
+    print(f"{what}, calibrate {args.calibrate}, training seed {args.train_seed}: {score:.2f} mIoU on val")
     return result
 
 
@@ -662,6 +680,13 @@ def main() -> None:
         help="per class, match the target's pooled colour mean and std, or a random target image's",
     )
     p.add_argument("--candidates", type=int, default=1, help="use candidates 0..N-1 of every map")
+    p.add_argument(
+        "--base",
+        choices=["candidate", "sim", "flat"],
+        default="candidate",
+        help="what is calibrated: the run's candidates, the source renders, or flat grey images",
+    )
+    p.add_argument("--train-seed", type=int, default=0, help="the segmenter's training seed")
     p.add_argument("--seg-iterations", type=int, default=800)
     p.add_argument("--json", type=Path)
     p = sub.add_parser("seeds", help="the demo segmenter on datasets with several training seeds (noise)")

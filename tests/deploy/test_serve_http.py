@@ -123,10 +123,11 @@ def test_v2_generates_the_seeded_image(server: str, tiny_bundle: Path):
     response = json.loads(body)
     (output,) = response["outputs"]
     assert output["name"] == "image" and output["datatype"] == "UINT8" and output["shape"] == [24, 40, 3]
-    assert response["parameters"] == {"seed": 7, "steps": 2, "guidance": 2.0, "calibrate": "none"}
+    # the server's default --calibrate auto: the richest mode the generator has statistics for
+    assert response["parameters"] == {"seed": 7, "steps": 2, "guidance": 2.0, "calibrate": "exemplar"}
     image = np.asarray(output["data"], dtype=np.uint8).reshape(24, 40, 3)
     expected = load_runtime(tiny_bundle, RuntimeConfig(backend="onnxruntime")).generate(
-        label[None], [7], depth=depth[None], steps=2
+        label[None], [7], depth=depth[None], steps=2, calibrate="exemplar"
     )[0]
     assert np.array_equal(image, expected)  # the service renders exactly what the runtime renders
 
@@ -229,7 +230,10 @@ def test_model_is_ready_only_after_load(tiny_bundle: Path, tmp_path: Path):
     assert model.ready is False
     assert model.load() is True and model.ready is True and model.limits.depth is True
     assert model.limits.calibrations == ("none", "pooled", "exemplar")
+    assert model.limits.default_calibrate == "exemplar"  # auto: the richest the generator has statistics for
     plain = random_generator(tmp_path / "plain", patch=2, appearance=False)
+    auto = GeneratorModel(ServeOptions(name="m", generator=plain), registry=CollectorRegistry())
+    assert auto.load() and auto.limits.default_calibrate == "none"  # a generator without statistics still serves
     refused = GeneratorModel(
         ServeOptions(name="m", generator=plain, calibrate="exemplar"), registry=CollectorRegistry()
     )

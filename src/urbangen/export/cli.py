@@ -141,11 +141,11 @@ def export(
 @click.option("--max-steps", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option(
     "--calibrate",
-    type=click.Choice(CALIBRATION_MODES),
-    default="none",
+    type=click.Choice(("auto", *CALIBRATION_MODES)),
+    default="auto",
     show_default=True,
     help="Target colour calibration of requests that set none (as `generate.calibrate`; needs the statistics "
-    "stage 2 records).",
+    "stage 2 records). auto: the richest the generator can apply (exemplar, else pooled, else none).",
 )
 @click.option(
     "--cache-dir",

@@ -151,7 +151,9 @@ class ServeOptions:
     max_wait_ms: float = 20.0
     max_side: int = 2048
     max_steps: int = 100
-    calibrate: str = "none"  # colour calibration of requests that do not choose one (none|pooled|exemplar)
+    # colour calibration of requests that do not choose one (none|pooled|exemplar); auto: the generator's
+    # richest (its modes run none, pooled, exemplar), which is what the demo's generate step applies
+    calibrate: str = "auto"
 
 
 def resolve_generator(options: ServeOptions) -> Path:
@@ -189,7 +191,8 @@ class GeneratorModel(Model):
                 if spec is None:
                     raise UrbangenError(f"{folder} is a stage-1 generator (no control branch): serve a stage-2 folder")
                 calibrations = self.runtime.calibrations
-                if self.options.calibrate not in calibrations:
+                default = calibrations[-1] if self.options.calibrate == "auto" else self.options.calibrate
+                if default not in calibrations:
                     raise UrbangenError(
                         f"--calibrate {self.options.calibrate}: {folder} can apply {list(calibrations)} only "
                         "(its stage 2 recorded no target colour statistics for that mode)"
@@ -201,13 +204,14 @@ class GeneratorModel(Model):
                     max_side=self.options.max_side,
                     max_steps=self.options.max_steps,
                     calibrations=calibrations,
-                    default_calibrate=self.options.calibrate,
+                    default_calibrate=default,
                 )
                 log.info(
-                    "loaded %s (%s backend) in %.1f s",
+                    "loaded %s (%s backend) in %.1f s; requests without calibrate get %r",
                     folder,
                     self.options.runtime.backend,
                     time.perf_counter() - started,
+                    default,
                 )
                 self.ready = True
         finally:
