@@ -110,6 +110,41 @@ def test_pseudo_label_benchmark_reads_a_finished_run(smoke_run, tmp_path):
     assert (out / "weight-1" / "prior.npy").is_file() and not (out / "weight-0" / "prior.npy").exists()
 
 
+def test_compose_benchmark_reads_a_finished_run(smoke_run, tmp_path):
+    """benchmarks/adaptation.py compose on this run: the run's candidates (found through the step-folder
+    links of its shards) and the calibration-only bases stay runnable."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from urbangen.io import read_label, read_rgb
+
+    run = next((smoke_run / "workspace" / "kfp").iterdir())
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "adaptation.py"
+    source = next(run.glob("make-dataset/data"))
+    first = sorted(source.glob("leftImg8bit/train/*/*_leftImg8bit.png"))[0]
+    sample_id = first.name.removesuffix("_leftImg8bit.png")
+    results = {}
+    for base, extra in (("candidate", ["--sigma", "0"]), ("sim", ["--calibrate", "exemplar"])):
+        out = tmp_path / base
+        command = [sys.executable, str(script), "compose", "--run", str(run), "--out", str(out), "--base", base]
+        command += [*extra, "--seg-iterations", "2", "--json", str(out / "compose.json")]
+        subprocess.run(command, check=True, capture_output=True)
+        results[base] = json.loads((out / "compose.json").read_text())
+        assert 0 <= results[base]["mIoU"] <= 100 and results[base]["base"] == base
+        image = read_rgb(out / "leftImg8bit" / "train" / "c" / f"{sample_id}-0_leftImg8bit.png")
+        label = read_label(out / "gtFine" / "train" / "c" / f"{sample_id}-0_gtFine_labelTrainIds.png")
+        assert image.shape[:2] == label.shape and len(list(out.glob("leftImg8bit/train/c/*.png"))) == len(
+            list(source.glob("leftImg8bit/train/*/*.png"))
+        )
+        results[base]["image"] = image
+    candidate = next(run.glob(f"for-loop-*/*/candidates/samples/{sample_id}/candidate_0.png"))
+    assert np.array_equal(results["candidate"]["image"], read_rgb(candidate))  # sigma 0, uncalibrated: as rendered
+    assert not np.array_equal(results["sim"]["image"], read_rgb(first))  # the source render, recoloured
+
+
 def _task_methods(run) -> dict[str, str]:
     """kfp task folder name -> the method its train task trained (from the task's executor output)."""
     found = {}
