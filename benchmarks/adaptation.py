@@ -540,13 +540,14 @@ def compose(args: argparse.Namespace) -> dict:
 
     from urbangen.datasets import open_dataset
     from urbangen.diffusion.appearance import calibrate, class_colour_stats, image_colour_stats
+    from urbangen.generate.store import CandidateStore
     from urbangen.io import read_rgb, write_png
 
     run, out = Path(args.run), Path(args.out)
     parts = demo_artefacts(run)
     source = open_dataset("cityscapes", parts["source"])
     # each shard's candidates folder links to its step folder (WORKSPACE/steps): glob "**" does not follow links
-    shards = sorted(p / "samples" for p in run.glob("for-loop-*/*/candidates") if (p / "samples").is_dir())
+    shards = [CandidateStore(p) for p in sorted(run.glob("for-loop-*/*/candidates"))]
 
     def low(image: np.ndarray) -> np.ndarray:
         bands = [Image.fromarray(image[..., c]).filter(ImageFilter.GaussianBlur(args.sigma)) for c in range(3)]
@@ -559,7 +560,7 @@ def compose(args: argparse.Namespace) -> dict:
         labels = source.load_train_ids(sample)
         for k in range(args.candidates if args.base == "candidate" else 1):
             if args.base == "candidate":
-                folder = next(s / sample.id for s in shards if (s / sample.id).is_dir())
+                folder = next(s.sample_dir(sample.id) for s in shards if s.sample_dir(sample.id).is_dir())
                 image = read_rgb(folder / f"candidate_{k}.png")
             elif args.base == "sim":
                 image = read_rgb(sample.image)

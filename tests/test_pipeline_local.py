@@ -123,7 +123,7 @@ def test_compose_benchmark_reads_a_finished_run(smoke_run, tmp_path):
 
     run = next((smoke_run / "workspace" / "kfp").iterdir())
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "adaptation.py"
-    source = next(run.glob("make-dataset/data"))
+    source = run / "make-dataset" / "data"
     first = sorted(source.glob("leftImg8bit/train/*/*_leftImg8bit.png"))[0]
     sample_id = first.name.removesuffix("_leftImg8bit.png")
     results = {}
