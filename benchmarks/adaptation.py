@@ -380,14 +380,21 @@ def pseudo(args: argparse.Namespace) -> dict:
     target = DataSource(format="cityscapes", root=parts["target"], split="train")
     prior = DataSource(format="cityscapes", root=parts["source"], split="train")
     options = load_pipeline_config(None, scale=args.scale).pseudo_label.model_dump(
-        exclude={"spatial_prior", "prior_weight"}
+        exclude={"spatial_prior", "prior_weight", "class_balance"}
     )
     model = model_folders(parts[args.segmenter])[0]
     result = {"run": str(args.run), "segmenter": args.segmenter, "options": options, "weights": {}}
+    result["class_balance"] = args.class_balance
     for weight in args.weights:
-        out = args.out / f"weight-{weight:g}"
+        out = args.out / f"weight-{weight:g}{'-balanced' if args.class_balance else ''}"
         summary = pseudo_label(
-            model, target, out, spatial_prior=prior if weight else None, prior_weight=weight, **options
+            model,
+            target,
+            out,
+            spatial_prior=prior if weight or args.class_balance else None,
+            prior_weight=weight,
+            class_balance=args.class_balance,
+            **options,
         )
         scored = evaluate_source(out / "prediction", target)
         raw, classes = scored["mIoU"], list(scored["per_class"])
@@ -553,7 +560,7 @@ def compose(args: argparse.Namespace) -> dict:
         bands = [Image.fromarray(image[..., c]).filter(ImageFilter.GaussianBlur(args.sigma)) for c in range(3)]
         return np.stack([np.asarray(b, dtype=np.float32) for b in bands], axis=-1)
 
-    pairs = target_pairs(parts["target"], parts["pseudo-label"]) if args.calibrate else []
+    pairs = target_pairs(parts["target"], args.labels or parts["pseudo-label"]) if args.calibrate else []
     stats = class_colour_stats(pairs) if args.calibrate else None
     exemplars = image_colour_stats(pairs) if args.calibrate == "exemplar" else None
     for n, sample in enumerate(source.index("train").samples):
@@ -581,6 +588,7 @@ def compose(args: argparse.Namespace) -> dict:
         "calibrate": args.calibrate,
         "candidates": args.candidates if args.base == "candidate" else 1,
         "train_seed": args.train_seed,
+        "labels": str(args.labels or parts["pseudo-label"]),
         "mIoU": score,
     }
     what = f"candidate 0, detail from the source above sigma {args.sigma}" if args.base == "candidate" else args.base
@@ -688,6 +696,11 @@ def main() -> None:
         help="what is calibrated: the run's candidates, the source renders, or flat grey images",
     )
     p.add_argument("--train-seed", type=int, default=0, help="the segmenter's training seed")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="target train labels (<id>.png) for the calibration; default: the run's pseudo-labels",
+    )
     p.add_argument("--seg-iterations", type=int, default=800)
     p.add_argument("--json", type=Path)
     p = sub.add_parser("seeds", help="the demo segmenter on datasets with several training seeds (noise)")
@@ -720,6 +733,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0], help="prior weights (0: none)")
     p.add_argument("--segmenter", default="fda", help="the run's segmenter that labels (the demo's: fda)")
+    p.add_argument("--class-balance", action="store_true", help="also fit class weights (pseudo_label.class_balance)")
     p.add_argument("--scale", default="demo", help="the preset whose pseudo_label thresholds to use")
     p.add_argument("--json", type=Path)
     p = sub.add_parser("ceiling", help="segmenter on real images blurred to the model resolution (a perfect generator)")

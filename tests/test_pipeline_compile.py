@@ -141,6 +141,9 @@ def test_config_errors_name_the_field(tmp_path):
     path.write_text("pseudo_label: {mode: classwise, percentile: 150}\n")
     with pytest.raises(UrbangenError, match=r"pseudo_label.percentile"):
         load_pipeline_config(path, "demo")
+    path.write_text("pseudo_label: {spatial_prior: false, class_balance: true}\n")
+    with pytest.raises(UrbangenError, match=r"class_balance needs spatial_prior"):
+        load_pipeline_config(path, "demo")
     path.write_text("fda: {beta: 0.7}\n")
     with pytest.raises(UrbangenError, match=r"fda.beta: Input should be less than 0.5"):
         load_pipeline_config(path, "demo")

@@ -119,7 +119,7 @@ def test_compose_benchmark_reads_a_finished_run(smoke_run, tmp_path):
 
     import numpy as np
 
-    from urbangen.io import read_label, read_rgb
+    from urbangen.io import read_label, read_rgb, write_png
 
     run = next((smoke_run / "workspace" / "kfp").iterdir())
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "adaptation.py"
@@ -143,6 +143,29 @@ def test_compose_benchmark_reads_a_finished_run(smoke_run, tmp_path):
     candidate = next(run.glob(f"for-loop-*/*/candidates/samples/{sample_id}/candidate_0.png"))
     assert np.array_equal(results["candidate"]["image"], read_rgb(candidate))  # sigma 0, uncalibrated: as rendered
     assert not np.array_equal(results["sim"]["image"], read_rgb(first))  # the source render, recoloured
+    # --labels: the calibration's statistics come from other target labels (here: every pixel road)
+    roads = tmp_path / "roads"
+    roads.mkdir()
+    for image in (run / "make-dataset-2" / "data").glob("leftImg8bit/train/*/*_leftImg8bit.png"):
+        write_png(roads / image.name.replace("_leftImg8bit", ""), np.zeros(read_rgb(image).shape[:2], np.uint8))
+    out = tmp_path / "sim-roads"
+    command = [sys.executable, str(script), "compose", "--run", str(run), "--out", str(out), "--base", "sim"]
+    command += [
+        "--calibrate",
+        "exemplar",
+        "--labels",
+        str(roads),
+        "--seg-iterations",
+        "2",
+        "--json",
+        str(out / "c.json"),
+    ]
+    subprocess.run(command, check=True, capture_output=True)
+    assert json.loads((out / "c.json").read_text())["labels"] == str(roads)
+    recoloured = read_rgb(out / "leftImg8bit" / "train" / "c" / f"{sample_id}-0_leftImg8bit.png")
+    road = read_label(out / "gtFine" / "train" / "c" / f"{sample_id}-0_gtFine_labelTrainIds.png") == 0
+    assert np.array_equal(recoloured[~road], read_rgb(first)[~road])  # only road has statistics now
+    assert not np.array_equal(recoloured[road], read_rgb(first)[road])
 
 
 def _task_methods(run) -> dict[str, str]:

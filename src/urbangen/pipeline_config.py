@@ -71,6 +71,14 @@ class PseudoLabelConfig(StrictModel):
     predict_mode: Literal["whole", "slide"] = "whole"
     spatial_prior: bool = False
     prior_weight: float = Field(default=1.0, ge=0)
+    # no class takes more of the target than its share of the source (needs spatial_prior: its class shares)
+    class_balance: bool = False
+
+    @model_validator(mode="after")
+    def _balance_needs_prior(self) -> PseudoLabelConfig:
+        if self.class_balance and not self.spatial_prior:
+            raise ValueError("class_balance needs spatial_prior: true (the source's class shares come with it)")
+        return self
 
 
 class FdaConfig(StrictModel):

@@ -16,7 +16,7 @@ from urbangen.labels import Taxonomy
 from urbangen.segment.data import DataSource, open_source
 from urbangen.segment.evaluate import evaluate_source
 from urbangen.segment.predict import Predictor, predict_dataset
-from urbangen.segment.prior import apply_prior, spatial_prior
+from urbangen.segment.prior import apply_prior, fit_class_weights, reweigh, spatial_prior
 from urbangen.segment.pseudo import class_thresholds, pseudo_label
 
 
@@ -141,6 +141,72 @@ def test_pseudo_labels_with_a_spatial_prior(toy_model, toy_root, tmp_path):
     assert pseudo_label(toy_model, source, out, threshold=0.9, spatial_prior=prior_source, prior_weight=3)
 
 
+def test_fit_class_weights_caps_over_predicted_classes():
+    """Class 0 wins 70% of the pixels where the source gives it 30%: its weight drops until it takes no
+    more than that, and the pixels go to their runner-up; a class never over its share keeps weight 1."""
+    rng = np.random.default_rng(0)
+    n = 20000
+    truth = rng.choice(3, size=n, p=[0.3, 0.5, 0.2])
+    probs = rng.dirichlet(np.ones(3), size=n) * 0.5
+    probs[np.arange(n), truth] += 0.3
+    biased = probs * np.array([4.0, 1.0, 1.0])  # the segmenter's bias: class 0 looks likely everywhere
+    biased /= biased.sum(axis=1, keepdims=True)
+    shares = np.array([0.3, 0.5, 0.2])
+    before = np.bincount(biased.argmax(axis=1), minlength=3) / n
+    weights = fit_class_weights(biased, shares)
+    after = np.bincount((biased * weights).argmax(axis=1), minlength=3) / n
+    assert before[0] > 0.6 and np.allclose(after, shares, atol=0.01) and weights[0] < 0.5
+    assert weights[1] > 0.99 and (weights > 0).all() and (weights <= 1).all()
+    assert ((biased * weights).argmax(axis=1) == truth).mean() > (biased.argmax(axis=1) == truth).mean() + 0.2
+    # a class the arg-max never picks, and shares the target already keeps, change nothing
+    kept = np.array([[0.6, 0.3, 0.1], [0.3, 0.6, 0.1]])
+    assert fit_class_weights(kept, np.array([0.5, 0.5, 0.0])).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(UrbangenError, match="N x 4 posteriors"):
+        fit_class_weights(probs, np.ones(4))
+
+
+def test_reweigh_scales_and_renormalises():
+    import torch
+
+    probs = torch.tensor([0.6, 0.4])[None, :, None, None].repeat(1, 1, 2, 2)
+    out = reweigh(probs, np.array([0.5, 1.0]))
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.3 / 0.7, 0.4 / 0.7]))
+    assert torch.allclose(reweigh(probs), probs)
+    with pytest.raises(UrbangenError, match="3 class weights for a segmenter of 2 classes"):
+        reweigh(probs, np.ones(3))
+
+
+def test_pseudo_labels_with_class_balance(toy_model, toy_root, tmp_path):
+    """A source whose maps are almost all road: class balance takes the target's sky down to the source's
+    share and gives those pixels to the runner-up; the weights are stored, summarised and reused."""
+    source = DataSource(root=toy_root, split="train")
+    opened = open_source(source)
+    roads = DatasetWriter(tmp_path / "roads", split="train", city="roads")
+    for i in range(len(opened)):
+        image, label = opened.load(i)
+        label = np.zeros_like(label)
+        label[0, :4] = 10  # a speck of sky: its share is tiny
+        roads.write(f"roads_{i:06d}_000000", image, label, {})
+    prior_source = DataSource(root=tmp_path / "roads", split="train")
+    kwargs = {"threshold": 0.5, "spatial_prior": prior_source, "prior_weight": 0.0}
+    plain = pseudo_label(toy_model, source, tmp_path / "plain", **kwargs)
+    out = tmp_path / "balanced"
+    balanced = pseudo_label(toy_model, source, out, class_balance=True, **kwargs)
+    record = json.loads((out / "class_weights.json").read_text())
+    assert balanced["class_balance"] and record["shares_before"]["sky"] > 0.2
+    assert record["shares_after"]["sky"] <= record["source_shares"]["sky"] + 0.01
+    assert balanced["class_weights"]["sky"] < 0.01 < 0.9 < balanced["class_weights"]["road"]
+    assert balanced["predicted_pixels"]["sky"] < plain["predicted_pixels"]["sky"] / 5
+    assert balanced["predicted_pixels"]["road"] > plain["predicted_pixels"]["road"]
+    # resuming reuses the stored weights; other settings are refused
+    (out / "prediction" / f"{opened.samples[0].id}.png").unlink()
+    assert pseudo_label(toy_model, source, out, class_balance=True, **kwargs) == balanced
+    with pytest.raises(UrbangenError, match="class_balance"):
+        pseudo_label(toy_model, source, out, **kwargs)
+    with pytest.raises(UrbangenError, match="class_balance needs spatial_prior"):
+        pseudo_label(toy_model, source, tmp_path / "none", threshold=0.5, class_balance=True)
+
+
 def test_class_thresholds_from_histogram():
     hist = np.zeros((3, 256), np.int64)
     hist[0, [100, 200]] = [1, 3]  # 25% at 100, 75% at 200
@@ -166,9 +232,10 @@ def test_cli_predict_and_pseudo_label(toy_model, toy_root, tmp_path):
     out = runner.invoke(main, ["pseudo-label", *common, "--out", str(tmp_path / "pl"), "--threshold", "0.7"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["threshold"] == 0.7
-    prior = ["--prior-root", str(toy_root), "--prior-weight", "0.5"]
+    prior = ["--prior-root", str(toy_root), "--prior-weight", "0.5", "--class-balance"]
     out = runner.invoke(main, ["pseudo-label", *common, "--out", str(tmp_path / "sp"), *prior])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["prior_weight"] == 0.5 and (tmp_path / "sp" / "prior.npy").is_file()
+    assert json.loads(out.stdout)["class_balance"] and (tmp_path / "sp" / "class_weights.json").is_file()
     bad = runner.invoke(main, ["predict", "--model", str(tmp_path), "--root", str(toy_root), "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "has no config.json" in bad.output

@@ -100,6 +100,11 @@ def predict(
 @click.option(
     "--prior-weight", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Exponent of the prior."
 )
+@click.option(
+    "--class-balance",
+    is_flag=True,
+    help="With --prior-root: no class takes more of the target than its share of the prior's dataset.",
+)
 def pseudo_label(
     model_dir: Path,
     format_: str,
@@ -117,6 +122,7 @@ def pseudo_label(
     prior_format: str,
     prior_split: str,
     prior_weight: float,
+    class_balance: bool,
 ) -> None:
     """Write confidence-thresholded pseudo-labels, confidence maps and a per-class summary."""
     from urbangen.segment.pseudo import pseudo_label as run
@@ -124,7 +130,18 @@ def pseudo_label(
     source = _source(format_, root, split, mapping_file)
     prior = _source(prior_format, prior_root, prior_split, None) if prior_root else None
     summary = run(
-        model_dir, source, out, threshold, mode, percentile, batch_size, device, predict_mode, prior, prior_weight
+        model_dir,
+        source,
+        out,
+        threshold,
+        mode,
+        percentile,
+        batch_size,
+        device,
+        predict_mode,
+        prior,
+        prior_weight,
+        class_balance,
     )
     click.echo(json.dumps(summary))
 

@@ -45,6 +45,7 @@ class Predictor:
         stride: tuple[int, int] | None = None,
         prior: np.ndarray | None = None,
         prior_weight: float = 1.0,
+        class_weights: np.ndarray | None = None,
     ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray | list[np.ndarray]]:
         """(trainIds uint8, confidence float32) per image at its input size.
 
@@ -53,11 +54,54 @@ class Predictor:
         (default: two thirds of the window) and averages overlapping logits.
         ``prior``: a class spatial prior q(c | pos) (C x h x w, :mod:`urbangen.segment.prior`); the softmax is
         weighed by (q(c | pos) / q(c)) ** ``prior_weight`` before the arg-max, and the confidence is that
-        posterior's.
+        posterior's. ``class_weights`` (C, :func:`urbangen.segment.prior.fit_class_weights`) then scale each
+        class's probability before the arg-max, renormalised.
         """
         import torch
 
-        from urbangen.segment.prior import apply_prior
+        ids_out: list[np.ndarray] = []
+        conf_out: list[np.ndarray] = []
+        for probs in self._posteriors(images, mode, batch_size, crop_size, stride, prior, prior_weight, class_weights):
+            conf, ids = probs.max(dim=0)
+            ids_out.append(ids.to(torch.uint8).cpu().numpy())
+            conf_out.append(conf.cpu().numpy())
+        if len({a.shape for a in ids_out}) == 1:
+            return np.stack(ids_out), np.stack(conf_out)
+        return ids_out, conf_out
+
+    def sample_posteriors(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        every: int = 4,
+        mode: str = "whole",
+        batch_size: int = 2,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """N x C float32: the posteriors (as :meth:`predict` computes them, same ``kwargs``) of every
+        ``every``-th pixel along each axis of each image; what :func:`urbangen.segment.prior.fit_class_weights`
+        fits on."""
+        return np.concatenate(
+            [
+                probs[:, ::every, ::every].reshape(probs.shape[0], -1).T.cpu().numpy()
+                for probs in self._posteriors(images, mode, batch_size, **kwargs)
+            ]
+        )
+
+    def _posteriors(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        mode: str = "whole",
+        batch_size: int = 2,
+        crop_size: tuple[int, int] | None = None,
+        stride: tuple[int, int] | None = None,
+        prior: np.ndarray | None = None,
+        prior_weight: float = 1.0,
+        class_weights: np.ndarray | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """C x H x W posterior of each image, in order (:meth:`predict` describes the arguments)."""
+        import torch
+
+        from urbangen.segment.prior import apply_prior, reweigh
 
         if mode not in MODES:
             raise UrbangenError(f"mode must be one of {MODES}, got {mode!r}")
@@ -69,30 +113,24 @@ class Predictor:
                 raise UrbangenError(f"image {i}: expected HxWx3 uint8, got {image.dtype} {image.shape}")
         crop = tuple(crop_size or self.meta.get("crop_size") or (512, 512))
         step = tuple(stride or (max(1, crop[0] * 2 // 3), max(1, crop[1] * 2 // 3)))
-        ids_out: list[np.ndarray] = []
-        conf_out: list[np.ndarray] = []
-        with torch.inference_mode():
-            for start in range(0, len(items), batch_size):
-                chunk = items[start : start + batch_size]
-                groups: dict[tuple[int, ...], list[int]] = {}
-                for k, image in enumerate(chunk):
-                    groups.setdefault(image.shape, []).append(k)
-                results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for k, image in enumerate(chunk):
+                groups.setdefault(image.shape, []).append(k)
+            results: dict[int, torch.Tensor] = {}
+            with torch.inference_mode():  # not across the yield: the caller's code runs in its own mode
                 for ks in groups.values():
                     batch = normalize(np.stack([chunk[k] for k in ks]), self.device)
                     logits = self._whole(batch) if mode == "whole" else self._slide(batch, crop, step)
                     probs = torch.softmax(logits.float(), dim=1)
                     if prior is not None:
                         probs = apply_prior(probs, prior, prior_weight)
-                    conf, ids = probs.max(dim=1)
+                    if class_weights is not None:
+                        probs = reweigh(probs, class_weights)
                     for j, k in enumerate(ks):
-                        results[k] = (ids[j].to(torch.uint8).cpu().numpy(), conf[j].cpu().numpy())
-                for k in range(len(chunk)):
-                    ids_out.append(results[k][0])
-                    conf_out.append(results[k][1])
-        if len({a.shape for a in ids_out}) == 1:
-            return np.stack(ids_out), np.stack(conf_out)
-        return ids_out, conf_out
+                        results[k] = probs[j]
+            yield from (results[k] for k in range(len(chunk)))
 
     def _whole(self, batch: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F

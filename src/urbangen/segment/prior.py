@@ -14,6 +14,13 @@ p(c | x) * p(pos | c), and p(pos | c) is proportional to q(c | pos) / q(c). Mult
 training data: frequent classes then swallow rarer ones where they overlap (on the demo's seed 0 it cut
 vegetation from 31 to 11 IoU; with the ratio it stays at 32 while road goes from 24 to 59).
 
+Class balance (:func:`fit_class_weights`): the prior fixes where a class may be, not how much of the
+target it takes. On a hazy target the FDA segmenter still labelled 16% of the pixels "truck" (the
+target's ground truth holds 4%) and 1% vegetation (12%). The source's class shares q(c) say how much of a
+street scene each class covers; the fitted weights scale down every class whose arg-max share of the
+target exceeds its source share until it no longer does (a class never over its share keeps weight 1),
+so the pixels an over-predicted class took go to each pixel's next most probable class.
+
 Positions are normalised: every label map is resized (nearest) to the prior's grid and the prior is
 resized (bilinear) to each image, so source and target sizes may differ. A count of one is added to
 every class at every position (Laplace smoothing): the prior never rules a class out, it only tips
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     import torch
 
 GRID = (128, 256)  # (height, width) the prior is counted at
+MIN_WEIGHT = 1e-6  # class balance scales a class down by at most this factor
 
 
 def spatial_prior(source: DataSource, grid: tuple[int, int] = GRID, progress: bool = True) -> np.ndarray:
@@ -58,6 +66,21 @@ def spatial_prior(source: DataSource, grid: tuple[int, int] = GRID, progress: bo
         counts += np.bincount(flat[valid] * size + np.flatnonzero(valid), minlength=n * size)
     counts = counts.reshape(n, *grid)
     return (counts / counts.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def class_shares(source: DataSource, progress: bool = True) -> np.ndarray:
+    """C float64: each class's share of the labelled pixels of ``source`` (ignore and unknown ids left out)."""
+    from tqdm import tqdm
+
+    opened = open_source(source, need_images=False)
+    n = opened.taxonomy.num_classes
+    counts = np.zeros(n, dtype=np.int64)
+    for i in tqdm(range(len(opened)), desc="class shares", unit="map", disable=not progress):
+        label = opened.load_label(i)
+        counts += np.bincount(label[label < n].astype(np.int64), minlength=n)
+    if not counts.sum():
+        raise UrbangenError(f"class shares: {source.describe()} has no labelled pixels")
+    return counts / counts.sum()
 
 
 def load_or_compute(path: Path, source: DataSource, grid: tuple[int, int] = GRID) -> np.ndarray:
@@ -83,5 +106,36 @@ def apply_prior(probs: torch.Tensor, prior: np.ndarray, weight: float = 1.0) -> 
     share = prior.mean(axis=(1, 2), keepdims=True)
     ratio = torch.from_numpy(prior / np.maximum(share, np.finfo(np.float32).tiny)).to(probs.device, probs.dtype)
     q = F.interpolate(ratio[None], size=probs.shape[-2:], mode="bilinear", align_corners=False)
-    out = probs * q.pow(weight)
+    return reweigh(probs * q.pow(weight))
+
+
+def reweigh(probs: torch.Tensor, class_weights: np.ndarray | None = None) -> torch.Tensor:
+    """``probs`` (B x C x H x W) times the per-class ``class_weights`` (C; none: 1), renormalised over classes."""
+    import torch
+
+    out = probs
+    if class_weights is not None:
+        if len(class_weights) != probs.shape[1]:
+            raise UrbangenError(f"{len(class_weights)} class weights for a segmenter of {probs.shape[1]} classes")
+        out = probs * torch.as_tensor(class_weights, dtype=probs.dtype, device=probs.device).view(1, -1, 1, 1)
     return out / out.sum(dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
+
+
+def fit_class_weights(probs: np.ndarray, shares: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Per-class weights in (0, 1] under which no class takes a larger arg-max share of ``probs`` than its
+    share in ``shares``: ``probs`` is N x C (posteriors of a sample of target pixels), ``shares`` C (the
+    source's class shares, e.g. a spatial prior's mean over positions).
+
+    Multiplicative updates: each step scales every weight by sqrt(share / arg-max share), clipped to
+    [1/2, 2], and caps it at 1, so over-predicted classes shrink and a class never over its share stays
+    at 1. A class the arg-max never picks is left alone; no weight goes below ``MIN_WEIGHT`` (a class the
+    source never shows is scaled down that far, not ruled out)."""
+    if probs.ndim != 2 or probs.shape[1] != len(shares):
+        raise UrbangenError(f"class balance: expected N x {len(shares)} posteriors, got shape {probs.shape}")
+    shares = np.asarray(shares, dtype=np.float64) / np.sum(shares)
+    weights = np.ones(len(shares))
+    for _ in range(iterations):
+        taken = np.bincount((probs * weights).argmax(axis=1), minlength=len(shares)) / len(probs)
+        ratio = np.where(taken > 0, shares / np.maximum(taken, 1e-12), 1.0)
+        weights = np.clip(weights * np.clip(np.sqrt(ratio), 0.5, 2.0), MIN_WEIGHT, 1.0)
+    return weights

@@ -8,9 +8,14 @@ Output folder (usable as ``DataSource.labels_dir``)::
     OUT/summary.json           thresholds and kept / predicted pixels per class
     OUT/inference.json         what the stored predictions were made with (checked when resuming)
     OUT/prior.npy              the class spatial prior, when one is used
+    OUT/class_weights.json     the fitted class weights, with ``class_balance``
 
 ``spatial_prior``: a labelled dataset (normally the source the segmenter was trained on) whose class
 layout weighs the softmax before the arg-max (after CBST-SP, :mod:`urbangen.segment.prior`).
+``class_balance`` (needs ``spatial_prior``): a first pass over a sample of the target's pixels fits
+per-class weights under which no class takes more of the target than its share of that dataset
+(:func:`urbangen.segment.prior.fit_class_weights`); they weigh the posterior too
+(``OUT/class_weights.json``).
 
 Thresholds act on the stored 8-bit confidence (steps of 1/255). ``mode="global"`` keeps pixels with
 confidence >= ``threshold``. ``mode="classwise"`` computes, per predicted class c, the ``percentile``-th
@@ -33,11 +38,13 @@ import numpy as np
 
 from urbangen.errors import UrbangenError
 from urbangen.io import IGNORE, read_label, write_json_atomic, write_png
-from urbangen.segment.data import DataSource, open_source
+from urbangen.segment.data import DataSource, OpenSource, open_source
 from urbangen.segment.predict import MODES, Predictor, iter_predictions
-from urbangen.segment.prior import load_or_compute
+from urbangen.segment.prior import class_shares, fit_class_weights, load_or_compute
 
 PSEUDO_MODES = ("global", "classwise")
+BALANCE_IMAGES = 500  # class balance: at most this many images, evenly spaced, ...
+BALANCE_PIXELS = 4096  # ... and about this many pixels of each (a regular grid)
 
 
 def _u8(threshold: float) -> int:
@@ -60,9 +67,10 @@ def _check_inference(path: Path, inference: dict[str, Any], resuming: bool) -> N
     """Refuse to mix predictions made with other inference settings; record the settings otherwise.
     A folder from before the record existed resumes only without a prior (how it was made)."""
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = {"class_balance": False, **json.loads(path.read_text())}  # records from before class balance
     elif resuming:
         saved = {"predict_mode": inference["predict_mode"], "spatial_prior": None, "prior_weight": None}
+        saved["class_balance"] = False
     else:
         saved = inference
     changed = sorted(k for k in inference if saved.get(k) != inference[k])
@@ -72,6 +80,47 @@ def _check_inference(path: Path, inference: dict[str, Any], resuming: bool) -> N
             f"{[saved.get(k) for k in changed]}, now {[inference[k] for k in changed]}); use a new output folder"
         )
     write_json_atomic(path, inference)
+
+
+def class_weights(
+    path: Path, predictor: Predictor, target: OpenSource, labelled: DataSource, batch_size: int, **kwargs: Any
+) -> np.ndarray:
+    """The class weights stored at ``path``, or fitted on a sample of ``target``'s pixels (``kwargs`` go to
+    :meth:`Predictor.sample_posteriors`) against the class shares of ``labelled``, and stored there."""
+    from tqdm import tqdm
+
+    classes = predictor.taxonomy.classes
+    if path.is_file():
+        return np.asarray(json.loads(path.read_text())["weights"], dtype=np.float64)
+    shares = class_shares(labelled)
+    if len(shares) != len(classes):
+        raise UrbangenError(
+            f"class balance: {labelled.describe()} has {len(shares)} classes, the segmenter {len(classes)}"
+        )
+    picks = np.unique(np.linspace(0, len(target) - 1, min(len(target), BALANCE_IMAGES)).round().astype(int))
+    samples = []
+    for start in tqdm(range(0, len(picks), batch_size), desc="class balance", unit="batch"):
+        images = [target.load_image(int(i)) for i in picks[start : start + batch_size]]
+        every = max(1, round(math.sqrt(images[0].shape[0] * images[0].shape[1] / BALANCE_PIXELS)))
+        samples.append(predictor.sample_posteriors(images, every, batch_size=batch_size, **kwargs))
+    probs = np.concatenate(samples)
+    weights = fit_class_weights(probs, shares)
+
+    def taken(w: np.ndarray) -> dict[str, float]:
+        counts = np.bincount((probs * w).argmax(axis=1), minlength=len(classes)) / len(probs)
+        return {name: round(float(v), 5) for name, v in zip(classes, counts, strict=True)}
+
+    record = {
+        "weights": weights.tolist(),
+        "classes": list(classes),
+        "source_shares": {name: round(float(v), 5) for name, v in zip(classes, shares, strict=True)},
+        "shares_before": taken(np.ones(len(classes))),
+        "shares_after": taken(weights),
+        "pixels": len(probs),
+        "images": len(picks),
+    }
+    write_json_atomic(path, record)
+    return weights
 
 
 def pseudo_label(
@@ -86,6 +135,7 @@ def pseudo_label(
     predict_mode: str = "whole",
     spatial_prior: DataSource | None = None,
     prior_weight: float = 1.0,
+    class_balance: bool = False,
 ) -> dict[str, Any]:
     """Pseudo-label every image of ``source`` with the model in ``model_dir``; returns the summary."""
     from tqdm import tqdm
@@ -100,6 +150,11 @@ def pseudo_label(
         raise UrbangenError(f"percentile must be within 0..100, got {percentile}")
     if prior_weight < 0:
         raise UrbangenError(f"prior_weight must be >= 0, got {prior_weight}")
+    if class_balance and spatial_prior is None:
+        raise UrbangenError(
+            "class_balance needs spatial_prior: the labelled dataset whose class shares the target should keep "
+            "(prior_weight 0 balances without weighing by position)"
+        )
     out_dir = Path(out_dir)
     opened = open_source(source, need_labels=False)
     ids = [s.id for s in opened.samples]
@@ -107,6 +162,7 @@ def pseudo_label(
         "predict_mode": predict_mode,
         "spatial_prior": spatial_prior.model_dump(mode="json") if spatial_prior else None,
         "prior_weight": prior_weight if spatial_prior else None,
+        "class_balance": class_balance,
     }
 
     # 1. inference (resumable): raw arg-max and 8-bit confidence per image
@@ -120,8 +176,27 @@ def pseudo_label(
         if spatial_prior is not None:
             prior = load_or_compute(out_dir / "prior.npy", spatial_prior)
         predictor = Predictor.from_pretrained(model_dir, device, opened.taxonomy)
+        weights = None
+        if class_balance:
+            weights = class_weights(
+                out_dir / "class_weights.json",
+                predictor,
+                opened,
+                spatial_prior,
+                batch_size,
+                mode=predict_mode,
+                prior=prior,
+                prior_weight=prior_weight,
+            )
         predictions = iter_predictions(
-            predictor, opened, done, predict_mode, batch_size, prior=prior, prior_weight=prior_weight
+            predictor,
+            opened,
+            done,
+            predict_mode,
+            batch_size,
+            prior=prior,
+            prior_weight=prior_weight,
+            class_weights=weights,
         )
         for sample_id, pred, conf in tqdm(predictions, total=len(ids) - len(done), desc="pseudo-label", unit="img"):
             pred_path, conf_path = paths(sample_id)
@@ -170,5 +245,8 @@ def pseudo_label(
         "predicted_pixels": {name: int(p) for name, p in zip(taxonomy.classes, predicted, strict=True)},
         "kept_fraction": float(kept.sum() / max(predicted.sum(), 1)),
     }
+    if class_balance:
+        weights = json.loads((out_dir / "class_weights.json").read_text())["weights"]
+        summary["class_weights"] = {name: float(w) for name, w in zip(taxonomy.classes, weights, strict=True)}
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
