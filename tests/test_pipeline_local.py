@@ -63,6 +63,7 @@ def test_mlflow_store_holds_the_run_hierarchy(smoke_run):
     } <= names
     pseudo = next(r for r in children if r.info.run_name == "pseudo-label")
     assert pseudo.data.metrics["prior_weight"] == 1.0  # the smoke preset weighs by the source's layout
+    assert pseudo.data.metrics["class_balance"] == 1.0  # and balances the classes to the source's shares
     evaluate = next(r for r in children if r.info.run_name == "evaluate-urbangen")
     assert "mIoU" in evaluate.data.metrics
     charts = [a.path for a in client.list_artifacts(evaluate.info.run_id, "charts")]
