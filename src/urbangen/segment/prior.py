@@ -16,8 +16,8 @@ vegetation from 31 to 11 IoU; with the ratio it stays at 32 while road goes from
 
 Class balance (:func:`fit_class_weights`): the prior fixes where a class may be, not how much of the
 target it takes. On a hazy target the FDA segmenter still labelled 16% of the pixels "truck" (the
-target's ground truth holds 4%) and 1% vegetation (12%). The source's class shares q(c) say how much of a
-street scene each class covers; the fitted weights scale down every class whose arg-max share of the
+target's ground truth holds 4%) and 1% vegetation (12%). The source's class shares (:func:`class_shares`)
+say how much of a street scene each class covers; the fitted weights scale down every class whose arg-max share of the
 target exceeds its source share until it no longer does (a class never over its share keeps weight 1),
 so the pixels an over-predicted class took go to each pixel's next most probable class.
 
@@ -124,7 +124,7 @@ def reweigh(probs: torch.Tensor, class_weights: np.ndarray | None = None) -> tor
 def fit_class_weights(probs: np.ndarray, shares: np.ndarray, iterations: int = 100) -> np.ndarray:
     """Per-class weights in (0, 1] under which no class takes a larger arg-max share of ``probs`` than its
     share in ``shares``: ``probs`` is N x C (posteriors of a sample of target pixels), ``shares`` C (the
-    source's class shares, e.g. a spatial prior's mean over positions).
+    source's class shares, :func:`class_shares`).
 
     Multiplicative updates: each step scales every weight by sqrt(share / arg-max share), clipped to
     [1/2, 2], and caps it at 1, so over-predicted classes shrink and a class never over its share stays
