@@ -383,8 +383,13 @@ def pseudo(args: argparse.Namespace) -> dict:
         exclude={"spatial_prior", "prior_weight", "class_balance"}
     )
     model = model_folders(parts[args.segmenter])[0]
-    result = {"run": str(args.run), "segmenter": args.segmenter, "options": options, "weights": {}}
-    result["class_balance"] = args.class_balance
+    result = {
+        "run": str(args.run),
+        "segmenter": args.segmenter,
+        "class_balance": args.class_balance,
+        "options": options,
+        "weights": {},
+    }
     for weight in args.weights:
         out = args.out / f"weight-{weight:g}{'-balanced' if args.class_balance else ''}"
         summary = pseudo_label(
@@ -560,7 +565,10 @@ def compose(args: argparse.Namespace) -> dict:
         bands = [Image.fromarray(image[..., c]).filter(ImageFilter.GaussianBlur(args.sigma)) for c in range(3)]
         return np.stack([np.asarray(b, dtype=np.float32) for b in bands], axis=-1)
 
-    pairs = target_pairs(parts["target"], args.labels or parts["pseudo-label"]) if args.calibrate else []
+    labels_dir = args.labels or parts["pseudo-label"]
+    pairs = target_pairs(parts["target"], labels_dir) if args.calibrate else []
+    if args.calibrate and not pairs:
+        raise SystemExit(f"--labels {labels_dir}: no <id>.png label for any target train image of the run")
     stats = class_colour_stats(pairs) if args.calibrate else None
     exemplars = image_colour_stats(pairs) if args.calibrate == "exemplar" else None
     for n, sample in enumerate(source.index("train").samples):
@@ -588,7 +596,7 @@ def compose(args: argparse.Namespace) -> dict:
         "calibrate": args.calibrate,
         "candidates": args.candidates if args.base == "candidate" else 1,
         "train_seed": args.train_seed,
-        "labels": str(args.labels or parts["pseudo-label"]),
+        "labels": str(labels_dir),
         "mIoU": score,
     }
     what = f"candidate 0, detail from the source above sigma {args.sigma}" if args.base == "candidate" else args.base

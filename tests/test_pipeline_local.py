@@ -167,6 +167,9 @@ def test_compose_benchmark_reads_a_finished_run(smoke_run, tmp_path):
     road = read_label(out / "gtFine" / "train" / "c" / f"{sample_id}-0_gtFine_labelTrainIds.png") == 0
     assert np.array_equal(recoloured[~road], read_rgb(first)[~road])  # only road has statistics now
     assert not np.array_equal(recoloured[road], read_rgb(first)[road])
+    command[command.index(str(roads))] = str(tmp_path / "no-such-labels")  # a wrong folder is an error, not a no-op
+    failed = subprocess.run(command, capture_output=True, text=True)
+    assert failed.returncode != 0 and "no <id>.png label for any target train image" in failed.stderr
 
 
 def _task_methods(run) -> dict[str, str]:
