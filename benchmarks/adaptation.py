@@ -286,13 +286,18 @@ def regenerate(args: argparse.Namespace) -> dict:
     changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set or [])}
     cfg = load_pipeline_config(None, scale=args.scale, seed=args.seed)
     cfg = cfg.model_copy(update={"generate": {**cfg.generate, **changes}})
-    timings, result = {}, {"run": str(run), "changes": changes, "scorer": args.scorer}
+    result = {"run": str(run), "changes": changes, "scorer": args.scorer, "plain_scorer": args.plain_scorer}
+    timings = {}
     start = time.perf_counter()
     generator = with_exemplars(parts, out / "generator") if cfg.generate.get("calibrate") == "exemplar" else None
     if args.scorer not in parts:
         raise SystemExit(f"--scorer {args.scorer}: not a segmenter of {run} (have {sorted(parts)})")
     scorer = parts[args.scorer]
-    gen = _generate_config(cfg, generator or parts["generator"], parts["source"], out / "candidates", scorer)
+    # the demo scores with its pseudo-labeller (fda) as it labelled: its spatial prior and class weights
+    labelling = parts.get("pseudo-label") if args.scorer == "fda" and not args.plain_scorer else None
+    gen = _generate_config(
+        cfg, generator or parts["generator"], parts["source"], out / "candidates", scorer, pseudo_labels=labelling
+    )
     if args.candidates_from:
         # a filter-only what-if: these candidates (the run's, or another what-if's) are what it would render
         if not set(changes) <= FILTER_SETTINGS:
@@ -678,6 +683,11 @@ def main() -> None:
         default="fda",
         help="the run's segmenter that scores MCOC (the demo's: fda, the pseudo-labeller); e.g. oracle: "
         "what the filter does with a better segmenter",
+    )
+    p.add_argument(
+        "--plain-scorer",
+        action="store_true",
+        help="score with the scorer's plain arg-max, not as the run's pseudo-labelling weighed it (before 2026-11-27)",
     )
     p.add_argument(
         "--candidates-from",

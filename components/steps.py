@@ -132,11 +132,13 @@ def filter_rectify(
     generator: Input[Model],
     source: Input[Dataset],
     segmenter: Input[Model],
+    labels: Input[Dataset],
     generated: Output[Dataset],
     unfiltered: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """Merge shards, keep the best candidate per map by MCOC, rectify labels; also the unfiltered variant."""
+    """Merge shards, keep the best candidate per map by MCOC (scored as the segmenter made ``labels``),
+    rectify labels; also the unfiltered variant."""
     from urbangen import steps
 
     summary = steps.filter_rectify(
@@ -145,6 +147,7 @@ def filter_rectify(
         generator.path,
         source.path,
         segmenter.path,
+        labels.path,
         generated.path,
         unfiltered.path,
         parent_run_id,

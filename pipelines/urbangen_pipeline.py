@@ -173,6 +173,7 @@ def build_pipeline(cfg: PipelineConfig, caching: bool | None = None):
                 generator=stage2.outputs["generator"],
                 source=source,
                 segmenter=pseudo_seg.outputs["model"],
+                labels=pseudo.outputs["labels"],
             ),
             "filter_rectify",
         )

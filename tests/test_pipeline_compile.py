@@ -57,6 +57,13 @@ def test_one_task_per_step_and_parallel_for(compiled):
     for name, task in tasks.items():
         if _base(name) == "train-segmenter":
             assert task["inputs"]["artifacts"]["val"]["taskOutputArtifact"]["producerTask"] == "make-dataset-3"
+    # MCOC is scored by the pseudo-labeller as it labelled (its prior and class weights: the labels' folder)
+    judge = tasks["filter-rectify"]["inputs"]["artifacts"]
+    assert judge["labels"]["taskOutputArtifact"] == {"outputArtifactKey": "labels", "producerTask": "pseudo-label"}
+    assert (
+        judge["segmenter"]["taskOutputArtifact"]["producerTask"]
+        == tasks["pseudo-label"]["inputs"]["artifacts"]["segmenter"]["taskOutputArtifact"]["producerTask"]
+    )
 
 
 def test_gpu_steps_ask_for_accelerators_and_cpu_steps_do_not(compiled):

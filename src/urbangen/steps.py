@@ -438,11 +438,14 @@ def filter_rectify(
     generator: str | Path,
     source_dir: str | Path,
     segmenter: str | Path,
+    labels: str | Path | None,
     generated: str | Path,
     unfiltered: str | Path,
     parent_run_id: str,
 ) -> dict[str, Any]:
-    """Merge shards, then write the MCOC-filtered + rectified dataset and the unfiltered variant."""
+    """Merge shards, then write the MCOC-filtered + rectified dataset and the unfiltered variant.
+
+    ``labels``: the pseudo-labels ``segmenter`` made; scoring weighs its posterior as they were made."""
     from urbangen.generate.filtering import filter_and_rectify
     from urbangen.generate.merge import merge_shards
 
@@ -450,7 +453,7 @@ def filter_rectify(
     work = Path(generated).parent / "work"
     with step_run(cfg, parent_run_id, "filter-rectify", cfg.generate) as run:
         merge_shards(shard_dirs, work / "candidates")
-        full = _generate_config(cfg, generator, source_dir, work, segmenter)
+        full = _generate_config(cfg, generator, source_dir, work, segmenter, pseudo_labels=labels)
         summary = filter_and_rectify(full, work / "candidates", generated, on_log=_logger(run))
         if not summary["kept"]:
             raise UrbangenError(

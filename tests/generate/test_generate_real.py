@@ -4,6 +4,7 @@ sampler, and the commands end to end."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -164,6 +165,37 @@ def test_resume_after_kill_gives_byte_identical_dataset(tmp_path, tiny_generator
     records = read_manifest(tmp_path / "killed" / "dataset")
     assert len(records) == 4
     assert all(len(r["segmenter_digest"]) == 64 and len(r["generator_digest"]) == 64 for r in records)
+
+
+def test_scoring_as_the_segmenter_labelled(tmp_path, tiny_generator, segmenter, clean_run):
+    """With pseudo_labels the scorer weighs its posterior as that pseudo-labelling did: class weights that
+    leave only road make the scorer see road everywhere. The digest covers the labelling, so scores of the
+    plain scorer are never mixed with these."""
+    labelling = tmp_path / "labelling"
+    labelling.mkdir()
+    record = {"predict_mode": "whole", "spatial_prior": None, "prior_weight": None, "class_balance": True}
+    (labelling / "inference.json").write_text(json.dumps(record))
+    weights = np.full(19, 1e-6)
+    weights[0] = 1.0  # road
+    (labelling / "class_weights.json").write_text(json.dumps({"weights": weights.tolist()}))
+    config = write_config(tmp_path / "c.yaml", clean_run / "labels", tiny_generator, tmp_path, segmenter=str(segmenter))
+    candidates, out = str(clean_run / "out" / "candidates"), tmp_path / "scored"
+    args = ["filter-rectify", "--config", str(config), "--candidates", candidates, "--out", str(out)]
+    invoke(*args, "--pseudo-labels", str(labelling))
+    summary = json.loads((out / "summary.json").read_text())
+    plain = json.loads((clean_run / "out" / "dataset" / "summary.json").read_text())
+    assert summary["pseudo_labels"] == str(labelling) and plain["pseudo_labels"] is None
+    assert summary["class_reference"]["road"] == 1.0
+    assert all(v == 0.0 for k, v in summary["class_reference"].items() if k != "road")
+    assert plain["class_reference"] != summary["class_reference"]
+    assert summary["segmenter_digest"] != plain["segmenter_digest"]
+    invoke(*args, "--pseudo-labels", str(labelling))  # resumes from the stored scores
+    assert json.loads((out / "summary.json").read_text()) == summary
+    result = CliRunner().invoke(main, args)  # the plain scorer into the same folder
+    assert result.exit_code != 0 and "scores made with other settings" in result.output
+    (labelling / "class_weights.json").unlink()
+    result = CliRunner().invoke(main, [*args[:-2], "--out", str(tmp_path / "x"), "--pseudo-labels", str(labelling)])
+    assert result.exit_code != 0 and "class_weights.json is missing" in result.output
 
 
 def test_commands_report_bad_config_in_one_line(tmp_path, tiny_generator):

@@ -17,7 +17,7 @@ from urbangen.segment.data import DataSource, open_source
 from urbangen.segment.evaluate import evaluate_source
 from urbangen.segment.predict import Predictor, predict_dataset
 from urbangen.segment.prior import apply_prior, fit_class_weights, reweigh, spatial_prior
-from urbangen.segment.pseudo import class_thresholds, pseudo_label
+from urbangen.segment.pseudo import class_thresholds, labelling, pseudo_label
 
 
 def test_predict_shapes_and_modes(toy_model, toy_root):
@@ -198,6 +198,15 @@ def test_pseudo_labels_with_class_balance(toy_model, toy_root, tmp_path):
     assert balanced["class_weights"]["sky"] < 0.01 < 0.9 < balanced["class_weights"]["road"]
     assert balanced["predicted_pixels"]["sky"] < plain["predicted_pixels"]["sky"] / 5
     assert balanced["predicted_pixels"]["road"] > plain["predicted_pixels"]["road"]
+    # the folder says how it labelled: a prediction with those settings gives its stored arg-max again
+    settings = labelling(out)
+    assert set(settings) == {"mode", "prior", "prior_weight", "class_weights"}
+    images = np.stack([opened.load(i)[0] for i in range(len(opened))])
+    pred, _ = Predictor.from_pretrained(toy_model).predict(images, **settings)
+    assert np.array_equal(pred, np.stack([read_label(out / "prediction" / f"{s.id}.png") for s in opened.samples]))
+    assert set(labelling(tmp_path / "plain")) == {"mode", "prior", "prior_weight"}
+    with pytest.raises(UrbangenError, match=r"no inference\.json"):
+        labelling(tmp_path / "roads")
     # resuming reuses the stored weights; other settings are refused
     (out / "prediction" / f"{opened.samples[0].id}.png").unlink()
     assert pseudo_label(toy_model, source, out, class_balance=True, **kwargs) == balanced

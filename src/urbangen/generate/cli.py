@@ -73,14 +73,26 @@ def merge(shards: tuple[str, ...], config_path: str | None, out_dir: str | None,
 @click.option("--candidates", "candidates_dir", type=click.Path(file_okay=False), default=None)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Dataset folder to write.")
 @click.option("--segmenter", type=click.Path(file_okay=False), default=None, help="Overrides the config's segmenter.")
+@click.option(
+    "--pseudo-labels",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Overrides the config's pseudo_labels: the segmenter's `urbangen pseudo-label` folder, whose spatial prior "
+    "and class weights scoring then applies.",
+)
 @click.option("--no-filter", is_flag=True, help="Keep candidate 0 of every map, labels unchanged (the baseline).")
 def filter_rectify(
-    config_path: str, candidates_dir: str | None, out_dir: str | None, segmenter: str | None, no_filter: bool
+    config_path: str,
+    candidates_dir: str | None,
+    out_dir: str | None,
+    segmenter: str | None,
+    pseudo_labels: str | None,
+    no_filter: bool,
 ) -> None:
     """Score candidates by MCOC, keep the best per map, rectify its label, write the dataset."""
     from urbangen.generate.filtering import filter_and_rectify
 
-    cfg = _config(config_path, segmenter=segmenter, filter=False if no_filter else None)
+    cfg = _config(config_path, segmenter=segmenter, pseudo_labels=pseudo_labels, filter=False if no_filter else None)
     summary = filter_and_rectify(cfg, candidates_dir, out_dir)
     summary.pop("per_class", None)
     click.echo(json.dumps(summary, indent=2))

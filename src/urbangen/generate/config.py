@@ -5,6 +5,7 @@ Example (``urbangen generate --config gen.yaml``)::
     source: {format: cityscapes, root: data/sim, split: train}
     generator: runs/adapt/stage2
     segmenter: runs/pseudo/segmenter
+    pseudo_labels: runs/pseudo/labels   # optional: score as the segmenter labelled the target
     out: runs/generate
     candidates: 4
     seed: 0
@@ -22,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from urbangen.config import StrictModel
 from urbangen.diffusion.appearance import calibration_mode
@@ -97,6 +98,10 @@ class GenerateConfig(StrictModel):
     source: SourceConfig
     generator: Path
     segmenter: Path | None = None
+    # the folder `urbangen pseudo-label` wrote with this segmenter: MCOC scoring then weighs its posterior as
+    # that labelling did (spatial prior, class weights), i.e. judges candidates by the labels the generator
+    # was adapted on (docs/generation.md "MCOC")
+    pseudo_labels: Path | None = None
     out: Path
     candidates: int = Field(default=4, ge=1)
     seed: int = 0
@@ -124,3 +129,9 @@ class GenerateConfig(StrictModel):
     @classmethod
     def _calibrate_bool(cls, value: object) -> object:
         return calibration_mode(value)
+
+    @model_validator(mode="after")
+    def _pseudo_labels_need_segmenter(self) -> GenerateConfig:
+        if self.pseudo_labels is not None and self.segmenter is None:
+            raise ValueError("pseudo_labels says how a segmenter labelled the target: set segmenter too")
+        return self

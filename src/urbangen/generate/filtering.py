@@ -34,7 +34,7 @@ from urbangen.generate.mcoc import (
     relative_line,
     score,
 )
-from urbangen.generate.models import SegmenterLike, load_segmenter, model_digest
+from urbangen.generate.models import SegmenterLike, load_segmenter, model_digest, scorer_digest
 from urbangen.generate.preview import preview_row, write_grid
 from urbangen.generate.progress import LogFn, Progress
 from urbangen.generate.rectify import rectify
@@ -222,8 +222,13 @@ def _score_all(
     lines = {i: r for i, r in work.finished().items() if i in records}
     todo = [i for i in sorted(records) if i not in lines]
     if todo and segmenter is None:
-        segmenter = load_segmenter(cfg.segmenter, taxonomy, cfg.engine.device, cfg.segment_batch_size)
-    digest = model_digest(segmenter, cfg.segmenter) if segmenter is not None or cfg.segmenter else None
+        segmenter = load_segmenter(
+            cfg.segmenter, taxonomy, cfg.engine.device, cfg.segment_batch_size, labelling=cfg.pseudo_labels
+        )
+    if segmenter is not None:
+        digest = model_digest(segmenter, cfg.segmenter)
+    else:  # every map already scored: the digest of the scorer that did it, without loading it
+        digest = scorer_digest(cfg.segmenter, cfg.pseudo_labels) if cfg.segmenter else None
     work.check({"segmenter_digest": digest, "erosion": cfg.mcoc.erosion, "min_object_size": cfg.mcoc.min_object_size})
     progress = Progress("score", len(records), initial=len(lines), on_log=on_log)
     try:
@@ -374,6 +379,8 @@ def filter_and_rectify(
         "per_class": table,
         "warnings": warnings,
         **lineage,
+        # the pseudo-labelling whose prior and class weights the scorer applied (None: the plain segmenter)
+        "pseudo_labels": str(cfg.pseudo_labels) if cfg.pseudo_labels and work is not None else None,
         "config": {"mcoc": cfg.mcoc.model_dump(), "rectify": cfg.rectify.model_dump()},
     }
     write_json_atomic(out / "summary.json", summary)

@@ -69,22 +69,55 @@ def load_generator(cfg: GenerateConfig) -> GeneratorLike:
 
 
 class BatchedPredictor:
-    """A segmentation ``Predictor`` called with a fixed batch size, behind :class:`SegmenterLike`."""
+    """A segmentation ``Predictor`` called with a fixed batch size (and fixed ``predict`` keyword arguments,
+    e.g. a pseudo-labelling's prior and class weights), behind :class:`SegmenterLike`."""
 
-    def __init__(self, predictor: Any, batch_size: int) -> None:
-        self.predictor, self.batch_size = predictor, batch_size
+    def __init__(self, predictor: Any, batch_size: int, digest: str | None = None, **settings: Any) -> None:
+        self.predictor, self.batch_size, self.settings = predictor, batch_size, settings
+        if digest is not None:
+            self.digest = digest
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.predictor.predict(images, batch_size=self.batch_size)
+        return self.predictor.predict(images, batch_size=self.batch_size, **self.settings)
+
+
+def scorer_digest(folder: str | Path, labelling: str | Path | None = None) -> str | None:
+    """The digest of a scoring segmenter: its folder's, combined with the files that say how ``labelling``
+    (a pseudo-label folder) weighed its posterior when one is used."""
+    digest = model_digest(None, folder)
+    if labelling is None or digest is None:
+        return digest
+    import hashlib
+
+    from urbangen.io import sha256_file
+
+    parts = [digest] + [
+        f"{name}:{sha256_file(Path(labelling) / name)}"
+        for name in ("inference.json", "prior.npy", "class_weights.json")
+        if (Path(labelling) / name).is_file()
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def load_segmenter(
-    folder: str | Path | None, taxonomy: Any = None, device: str = "cpu", batch_size: int = 8
+    folder: str | Path | None,
+    taxonomy: Any = None,
+    device: str = "cpu",
+    batch_size: int = 8,
+    labelling: str | Path | None = None,
 ) -> SegmenterLike:
     """The target-domain segmenter that scores candidates (the pseudo-labeller's, or any segmenter folder);
-    a segmenter of another taxonomy than the generator's is a clear error."""
+    a segmenter of another taxonomy than the generator's is a clear error. ``labelling``: a folder of
+    pseudo-labels this segmenter made; its posterior is then weighed as it was there (spatial prior, class
+    weights: :func:`urbangen.segment.pseudo.labelling`)."""
     if folder is None:
         raise UrbangenError("segmenter: MCOC filtering needs a segmenter folder (or run with filter: false)")
     from urbangen.segment.predict import Predictor
 
-    return BatchedPredictor(Predictor.from_pretrained(folder, device=device, taxonomy=taxonomy), batch_size)
+    predictor = Predictor.from_pretrained(folder, device=device, taxonomy=taxonomy)
+    if labelling is None:
+        return BatchedPredictor(predictor, batch_size)
+    from urbangen.segment.pseudo import labelling as labelling_settings
+
+    settings = labelling_settings(labelling)
+    return BatchedPredictor(predictor, batch_size, scorer_digest(folder, labelling), **settings)

@@ -63,6 +63,33 @@ def class_thresholds(hist: np.ndarray, percentile: float, threshold: float) -> n
     return out
 
 
+def labelling(folder: str | Path) -> dict[str, Any]:
+    """How the pseudo-labels in ``folder`` (an OUT of :func:`pseudo_label`) weighed the segmenter's
+    posterior, as :meth:`Predictor.predict` keyword arguments: ``mode``, and ``prior`` / ``prior_weight`` /
+    ``class_weights`` when they were used. Another prediction with them labels as this folder did."""
+    folder = Path(folder)
+    info = folder / "inference.json"
+    if not info.is_file():
+        raise UrbangenError(
+            f"{folder} has no inference.json: expected the output folder of `urbangen pseudo-label` "
+            "(it records how the labels were made)"
+        )
+    inference = json.loads(info.read_text())
+    settings: dict[str, Any] = {"mode": inference.get("predict_mode", "whole")}
+    if inference.get("spatial_prior"):
+        prior = folder / "prior.npy"
+        if not prior.is_file():
+            raise UrbangenError(f"{prior} is missing: {info} says the labels were made with a spatial prior")
+        settings["prior"] = np.load(prior)
+        settings["prior_weight"] = float(inference["prior_weight"])
+    if inference.get("class_balance"):
+        weights = folder / "class_weights.json"
+        if not weights.is_file():
+            raise UrbangenError(f"{weights} is missing: {info} says the labels were made with class balance")
+        settings["class_weights"] = np.asarray(json.loads(weights.read_text())["weights"], dtype=np.float64)
+    return settings
+
+
 def _check_inference(path: Path, inference: dict[str, Any], resuming: bool) -> None:
     """Refuse to mix predictions made with other inference settings; record the settings otherwise.
     A folder from before the record existed resumes only without a prior (how it was made)."""
