@@ -299,7 +299,8 @@ def filter_and_rectify(
     """Score, select, rectify and write a dataset (see the module docstring); returns the summary dict.
 
     ``candidates_dir`` defaults to ``OUT/candidates``, ``out_dir`` to ``OUT/dataset`` (``OUT/dataset_nofilter``
-    with ``filter: false``); ``segmenter`` defaults to the one loaded from ``cfg.segmenter``.
+    with ``filter: false``); ``segmenter`` defaults to the one loaded from ``cfg.segmenter``, weighing its
+    posterior as ``cfg.pseudo_labels`` did (a segmenter passed here is used as it is).
     """
     store = CandidateStore(candidates_dir if candidates_dir is not None else Path(cfg.out) / "candidates")
     out = Path(out_dir) if out_dir is not None else default_dataset_dir(cfg)
