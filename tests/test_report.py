@@ -16,6 +16,7 @@ def test_report_inlines_images_and_shows_differences(tmp_path):
         "seed": 0,
         "methods": {
             "source_only": {"mIoU": 20.0, "per_class": dict.fromkeys(classes, 20.0)},
+            "fda": {"mIoU": 24.0, "per_class": dict.fromkeys(classes, 24.0)},
             "urbangen": {"mIoU": 31.5, "per_class": {**dict.fromkeys(classes, 30.0), "bus": None}},
         },
         "timings": {"world": 1.5, "train": 10.0},
@@ -36,7 +37,8 @@ def test_report_inlines_images_and_shows_differences(tmp_path):
     ]
     out = write_report(results, tmp_path / "report.html", examples)
     page = out.read_text()
-    assert "+11.5" in page  # difference to source-only
+    assert "+11.5" in page and "+7.5" in page and "+4.0" in page  # differences to source-only and to FDA
+    assert "Δ vs Source only" in page and "Δ vs FDA" in page and "-4.0" not in page  # FDA not against itself
     assert page.count("data:image/png;base64,") == 3  # chart + two example images, nothing linked
     assert "MCOC 0.81" in page and "11.5" in page and "world_000000_000019" in page
     assert 'src="http' not in page and "<link" not in page

@@ -75,22 +75,29 @@ def per_class_chart(methods: dict[str, dict], taxonomy: Taxonomy) -> str:
     return uri
 
 
+BASELINES = ("source_only", "fda")  # the table shows each method's difference to these
+
+
 def _results_table(methods: dict[str, dict]) -> str:
-    base = methods.get("source_only", {}).get("mIoU")
+    baselines = [b for b in BASELINES if methods.get(b, {}).get("mIoU") is not None]
     best = max((m["mIoU"] for m in methods.values() if m.get("mIoU") is not None), default=None)
     rows = []
     for name, result in methods.items():
         miou = result.get("mIoU")
         std = result.get("mIoU_std")
         cell = "—" if miou is None else f"{miou:.1f}" + (f" ± {std:.1f}" if std is not None else "")
-        delta = ""
-        if miou is not None and base is not None and name != "source_only":
-            diff = miou - base
-            delta = f'<span class="{"pos" if diff >= 0 else "neg"}">{diff:+.1f}</span>'
+        deltas = ""
+        for base in baselines:
+            delta = ""
+            # baseline rows show no difference to themselves nor to the baselines listed after them
+            if miou is not None and name not in BASELINES[: BASELINES.index(base) + 1]:
+                diff = miou - methods[base]["mIoU"]
+                delta = f'<span class="{"pos" if diff >= 0 else "neg"}">{diff:+.1f}</span>'
+            deltas += f"<td>{delta}</td>"
         cls = ' class="best"' if miou is not None and miou == best and name != "oracle" else ""
         acc = result.get("pixel_accuracy")
         rows.append(
-            f"<tr><td>{html.escape(METHOD_TITLES.get(name, name))}</td><td{cls}>{cell}</td><td>{delta}</td>"
+            f"<tr><td>{html.escape(METHOD_TITLES.get(name, name))}</td><td{cls}>{cell}</td>{deltas}"
             f"<td>{'' if acc is None else f'{acc:.1f}'}</td></tr>"
         )
     if any(m.get("mIoU_std") is not None for m in methods.values()):
@@ -102,7 +109,9 @@ def _results_table(methods: dict[str, dict]) -> str:
             "in --config for mean ± sd"
         )
     return (
-        "<table><tr><th>method</th><th>mIoU (%)</th><th>Δ vs source only</th><th>pixel acc. (%)</th></tr>"
+        "<table><tr><th>method</th><th>mIoU (%)</th>"
+        + "".join(f"<th>Δ vs {html.escape(METHOD_TITLES.get(b, b).split(' (')[0])}</th>" for b in baselines)
+        + "<th>pixel acc. (%)</th></tr>"
         + "".join(rows)
         + f"</table><p class='small'>{html.escape(note)}</p>"
     )
