@@ -6,7 +6,7 @@ import numpy as np
 
 from urbangen.io import write_png
 from urbangen.labels import cityscapes19
-from urbangen.report import write_report
+from urbangen.report import markdown_table, write_report
 
 
 def test_report_inlines_images_and_shows_differences(tmp_path):
@@ -42,6 +42,13 @@ def test_report_inlines_images_and_shows_differences(tmp_path):
     assert page.count("data:image/png;base64,") == 3  # chart + two example images, nothing linked
     assert "MCOC 0.81" in page and "11.5" in page and "world_000000_000019" in page
     assert 'src="http' not in page and "<link" not in page
+    table = markdown_table(results["methods"]).splitlines()  # the Kubeflow UI's summary
+    assert table[0] == "| method | mIoU | Δ Source only | Δ FDA translation |"
+    assert table[2:] == [
+        "| Source only (sim) | 20.0 | | |",
+        "| FDA translation | 24.0 | +4.0 | |",
+        "| urbangen (full) | 31.5 | +11.5 | +7.5 |",
+    ]
 
 
 def test_report_says_whether_figures_are_one_training_seed_or_a_mean():

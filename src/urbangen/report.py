@@ -75,11 +75,44 @@ def per_class_chart(methods: dict[str, dict], taxonomy: Taxonomy) -> str:
     return uri
 
 
-BASELINES = ("source_only", "fda")  # the table shows each method's difference to these
+BASELINES = ("source_only", "fda")  # the tables show each method's difference to these
+
+
+def differences(methods: dict[str, dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The baselines present, and per method its mIoU minus each baseline's; a baseline's row has no
+    difference to itself nor to the baselines listed after it."""
+    bases = [b for b in BASELINES if methods.get(b, {}).get("mIoU") is not None]
+    diffs = {
+        name: {
+            b: result["mIoU"] - methods[b]["mIoU"]
+            for b in bases
+            if result.get("mIoU") is not None and name not in BASELINES[: BASELINES.index(b) + 1]
+        }
+        for name, result in methods.items()
+    }
+    return bases, diffs
+
+
+def _base_title(name: str) -> str:
+    return METHOD_TITLES.get(name, name).split(" (")[0]
+
+
+def markdown_table(methods: dict[str, dict]) -> str:
+    """The results table in Markdown (the Kubeflow UI's summary)."""
+    bases, diffs = differences(methods)
+    lines = [
+        "| method | mIoU |" + "".join(f" Δ {_base_title(b)} |" for b in bases),
+        "|---|---|" + "---|" * len(bases),
+    ]
+    for name, result in methods.items():
+        miou = "—" if result.get("mIoU") is None else f"{result['mIoU']:.1f}"
+        cells = "".join(f" {diffs[name][b]:+.1f} |" if b in diffs[name] else " |" for b in bases)
+        lines.append(f"| {METHOD_TITLES.get(name, name)} | {miou} |{cells}")
+    return "\n".join(lines) + "\n"
 
 
 def _results_table(methods: dict[str, dict]) -> str:
-    baselines = [b for b in BASELINES if methods.get(b, {}).get("mIoU") is not None]
+    bases, diffs = differences(methods)
     best = max((m["mIoU"] for m in methods.values() if m.get("mIoU") is not None), default=None)
     rows = []
     for name, result in methods.items():
@@ -87,13 +120,13 @@ def _results_table(methods: dict[str, dict]) -> str:
         std = result.get("mIoU_std")
         cell = "—" if miou is None else f"{miou:.1f}" + (f" ± {std:.1f}" if std is not None else "")
         deltas = ""
-        for base in baselines:
-            delta = ""
-            # baseline rows show no difference to themselves nor to the baselines listed after them
-            if miou is not None and name not in BASELINES[: BASELINES.index(base) + 1]:
-                diff = miou - methods[base]["mIoU"]
-                delta = f'<span class="{"pos" if diff >= 0 else "neg"}">{diff:+.1f}</span>'
-            deltas += f"<td>{delta}</td>"
+        for b in bases:
+            diff = diffs[name].get(b)
+            deltas += (
+                "<td></td>"
+                if diff is None
+                else f'<td><span class="{"pos" if diff >= 0 else "neg"}">{diff:+.1f}</span></td>'
+            )
         cls = ' class="best"' if miou is not None and miou == best and name != "oracle" else ""
         acc = result.get("pixel_accuracy")
         rows.append(
@@ -110,7 +143,7 @@ def _results_table(methods: dict[str, dict]) -> str:
         )
     return (
         "<table><tr><th>method</th><th>mIoU (%)</th>"
-        + "".join(f"<th>Δ vs {html.escape(METHOD_TITLES.get(b, b).split(' (')[0])}</th>" for b in baselines)
+        + "".join(f"<th>Δ vs {html.escape(_base_title(b))}</th>" for b in bases)
         + "<th>pixel acc. (%)</th></tr>"
         + "".join(rows)
         + f"</table><p class='small'>{html.escape(note)}</p>"

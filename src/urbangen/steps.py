@@ -547,7 +547,7 @@ def report(
     """results.json, the HTML report and a Markdown summary (for the Kubeflow UI); logged to the parent run."""
     from urbangen.io import write_text_atomic
     from urbangen.labels import cityscapes19
-    from urbangen.report import METHOD_TITLES, write_report
+    from urbangen.report import markdown_table, write_report
 
     cfg = load(config)
     methods = {}
@@ -577,12 +577,7 @@ def report(
     examples = _examples(generated, Path(source), Path(fda_dir), Path(target), work, n=4)
     write_json_atomic(results_path, results)
     write_report(results, page, examples)
-    base = methods.get("source_only", {}).get("mIoU")
-    lines = ["| method | mIoU | Δ source only |", "|---|---|---|"]
-    for method, result in methods.items():
-        delta = "" if base is None or method == "source_only" else f"{result['mIoU'] - base:+.1f}"
-        lines.append(f"| {METHOD_TITLES.get(method, method)} | {result['mIoU']:.1f} | {delta} |")
-    write_text_atomic(summary_path, "\n".join(lines) + "\n")
+    write_text_atomic(summary_path, markdown_table(methods))
     parent = tracker(cfg).run(parent_run_id)
     parent.log_artifact(page, "report")
     parent.log_artifact(results_path, "report")
