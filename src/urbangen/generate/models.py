@@ -90,10 +90,11 @@ def scorer_digest(folder: str | Path, labelling: str | Path | None = None) -> st
     import hashlib
 
     from urbangen.io import sha256_file
+    from urbangen.segment.pseudo import LABELLING_FILES
 
     parts = [digest] + [
         f"{name}:{sha256_file(Path(labelling) / name)}"
-        for name in ("inference.json", "prior.npy", "class_weights.json")
+        for name in LABELLING_FILES
         if (Path(labelling) / name).is_file()
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

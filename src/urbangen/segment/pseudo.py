@@ -43,6 +43,9 @@ from urbangen.segment.predict import MODES, Predictor, iter_predictions
 from urbangen.segment.prior import class_shares, fit_class_weights, load_or_compute
 
 PSEUDO_MODES = ("global", "classwise")
+# how the labels were made (what :func:`labelling` reads back; a scorer applying them digests these files)
+INFERENCE_FILE, PRIOR_FILE, WEIGHTS_FILE = "inference.json", "prior.npy", "class_weights.json"
+LABELLING_FILES = (INFERENCE_FILE, PRIOR_FILE, WEIGHTS_FILE)
 BALANCE_IMAGES = 500  # class balance: at most this many images, evenly spaced, ...
 BALANCE_PIXELS = 4096  # ... and about this many pixels of each (a regular grid)
 
@@ -68,7 +71,7 @@ def labelling(folder: str | Path) -> dict[str, Any]:
     posterior, as :meth:`Predictor.predict` keyword arguments: ``mode``, and ``prior`` / ``prior_weight`` /
     ``class_weights`` when they were used. Another prediction with them labels as this folder did."""
     folder = Path(folder)
-    info = folder / "inference.json"
+    info = folder / INFERENCE_FILE
     if not info.is_file():
         raise UrbangenError(
             f"{folder} has no inference.json: expected the output folder of `urbangen pseudo-label` "
@@ -77,13 +80,13 @@ def labelling(folder: str | Path) -> dict[str, Any]:
     inference = json.loads(info.read_text())
     settings: dict[str, Any] = {"mode": inference.get("predict_mode", "whole")}
     if inference.get("spatial_prior"):
-        prior = folder / "prior.npy"
+        prior = folder / PRIOR_FILE
         if not prior.is_file():
             raise UrbangenError(f"{prior} is missing: {info} says the labels were made with a spatial prior")
         settings["prior"] = np.load(prior)
         settings["prior_weight"] = float(inference["prior_weight"])
     if inference.get("class_balance"):
-        weights = folder / "class_weights.json"
+        weights = folder / WEIGHTS_FILE
         if not weights.is_file():
             raise UrbangenError(f"{weights} is missing: {info} says the labels were made with class balance")
         settings["class_weights"] = np.asarray(json.loads(weights.read_text())["weights"], dtype=np.float64)
@@ -197,16 +200,16 @@ def pseudo_label(
         return out_dir / "prediction" / f"{sample_id}.png", out_dir / "confidence" / f"{sample_id}.png"
 
     done = {i for i in ids if all(p.is_file() for p in paths(i))}
-    _check_inference(out_dir / "inference.json", inference, resuming=bool(done))
+    _check_inference(out_dir / INFERENCE_FILE, inference, resuming=bool(done))
     if len(done) < len(ids):
         prior = None
         if spatial_prior is not None:
-            prior = load_or_compute(out_dir / "prior.npy", spatial_prior)
+            prior = load_or_compute(out_dir / PRIOR_FILE, spatial_prior)
         predictor = Predictor.from_pretrained(model_dir, device, opened.taxonomy)
         weights = None
         if class_balance:
             weights = class_weights(
-                out_dir / "class_weights.json",
+                out_dir / WEIGHTS_FILE,
                 predictor,
                 opened,
                 spatial_prior,
@@ -273,7 +276,7 @@ def pseudo_label(
         "kept_fraction": float(kept.sum() / max(predicted.sum(), 1)),
     }
     if class_balance:
-        weights = json.loads((out_dir / "class_weights.json").read_text())["weights"]
+        weights = json.loads((out_dir / WEIGHTS_FILE).read_text())["weights"]
         summary["class_weights"] = {name: float(w) for name, w in zip(taxonomy.classes, weights, strict=True)}
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
