@@ -205,6 +205,15 @@ def test_commands_report_bad_config_in_one_line(tmp_path, tiny_generator):
     assert result.exit_code == 2 and "candidatez: unknown field" in result.output
     result = CliRunner().invoke(main, ["generate", "--config", str(bad), "--shard", "2/2"])
     assert result.exit_code == 2
+    orphan = tmp_path / "orphan.yaml"  # how a segmenter labelled, without the segmenter
+    orphan.write_text(
+        yaml.safe_dump({"source": {"root": str(tmp_path)}, "generator": "g", "out": "o", "pseudo_labels": "p"})
+    )
+    result = CliRunner().invoke(main, ["filter-rectify", "--config", str(orphan)])
+    assert (
+        result.exit_code == 2
+        and "pseudo_labels says how a segmenter labelled the target: set segmenter" in result.output
+    )
     cfg = GenerateConfig(source=SourceConfig(root=tmp_path), generator=tmp_path / "missing", out=tmp_path / "o")
     with pytest.raises(UrbangenError, match=r"source: split .train. not found"):
         generate_candidates(cfg)
