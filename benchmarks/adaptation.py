@@ -8,6 +8,12 @@ its own process so its peak RSS is its own; on CUDA the peak allocated GPU memor
 filtering and rectification, then the ``urbangen`` and ``urbangen_nofilter`` segmenters and their val mIoU,
 reusing the run's world, baselines, pseudo-labels and adapted generator (minutes instead of a whole demo).
 
+With ``--readapt`` (or ``--adapt-set stage2.steps=3200``) it adapts the generator anew first, on ``--device``:
+the compute what-if. ``bundle`` packs what such a what-if needs of a run that cannot be remade (pseudo-labels,
+the MCOC judge, the config; a few MB) so it can travel to a GPU machine; ``worlds --bundle B`` remakes the
+run's worlds there from their seeds, checked against the run's files, and ``regenerate --run B`` then works
+on the bundle (``benchmarks/gpu_compute.sh``).
+
 ``seeds``: the demo's segmenter trained with several training seeds on the same datasets (say the
 ``generated`` and ``unfiltered`` folders of a ``regenerate``): the training noise of a demo mIoU. A
 ``--data`` of ``A+B`` trains on both; ``target-pseudo`` stands for the run's target train images with its
@@ -218,7 +224,9 @@ def as_cityscapes(images: dict[str, Path], root: Path, blur_to: tuple[int, int] 
     return root
 
 
-def train_and_score(sources: list[dict], val: Path, out: Path, iterations: int, seed: int = 0) -> float:
+def train_and_score(
+    sources: list[dict], val: Path, out: Path, iterations: int, seed: int = 0, device: str = "auto"
+) -> float:
     """A tiny SegFormer with the demo's segmentation settings on ``sources``; mIoU on the ``val`` split."""
     from urbangen.config import validate
     from urbangen.pipeline_config import DEMO_SEGMENT
@@ -228,7 +236,9 @@ def train_and_score(sources: list[dict], val: Path, out: Path, iterations: int, 
     from urbangen.segment.train import TrainConfig, train
 
     cfg = validate(
-        TrainConfig, {**DEMO_SEGMENT, "iterations": iterations, "sources": sources, "seed": seed}, "benchmark"
+        TrainConfig,
+        {**DEMO_SEGMENT, "iterations": iterations, "sources": sources, "seed": seed, "device": device},
+        "benchmark",
     )
     model = train(cfg, out)
     source = DataSource(format="cityscapes", root=val, split="val")
@@ -252,10 +262,13 @@ def ceiling(args: argparse.Namespace) -> dict:
 
 
 def demo_artefacts(run: Path) -> dict[str, Path]:
-    """The artefacts of a finished kfp.local demo run folder (``OUT/workspace/kfp/<run>``), by role.
+    """The artefacts of a finished kfp.local demo run folder (``OUT/workspace/kfp/<run>``), by role, or
+    of a ``bundle`` of one (after ``worlds``).
 
     A run finished by ``--resume`` holds only the tasks that ran again; the tasks it reused are in the
     earlier run folders beside it, so those are read first (oldest first) and ``run`` has the last word."""
+    if (run / BUNDLE_FILE).is_file():
+        return bundle_artefacts(run)
     found: dict[str, Path] = {}
     earlier = sorted(p for p in run.parent.iterdir() if p.is_dir() and p.name < run.name)
     for folder in [*earlier, run]:
@@ -274,30 +287,206 @@ def demo_artefacts(run: Path) -> dict[str, Path]:
     return found
 
 
+# ------------------------------------------------------------------------------------ bundles (what-ifs elsewhere)
+BUNDLE_FILE = "bundle.json"
+WORLD_ROLES = ("source", "target", "val")
+
+
+def world_manifest(root: Path) -> dict[str, dict]:
+    """Every image and label file of a world dataset: sha256, and an image's mean colour (a remade world
+    whose PNGs differ in a few rounded pixels is told apart from a different scene)."""
+    import hashlib
+
+    from urbangen.io import read_rgb
+
+    manifest = {}
+    for path in sorted([*root.glob("leftImg8bit/*/*/*.png"), *root.glob("gtFine/*/*/*.png")]):
+        entry = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        if path.parts[-4] == "leftImg8bit":
+            entry["mean"] = [round(float(v), 3) for v in read_rgb(path).reshape(-1, 3).mean(axis=0)]
+        manifest[str(path.relative_to(root))] = entry
+    return manifest
+
+
+def bundle(args: argparse.Namespace) -> dict:
+    """What a what-if on a finished demo run needs that cannot be remade elsewhere, in one folder that
+    travels (a few MB): the pseudo-labels with their labelling files, the pseudo-labeller (the MCOC judge),
+    the run's config and a manifest of its world files. ``worlds`` remakes the worlds from their seeds on
+    the other machine and checks them against the manifest; then ``regenerate --run BUNDLE`` works there."""
+    from urbangen.pipeline_config import load_pipeline_config
+    from urbangen.segment.pseudo import LABELLING_FILES
+    from urbangen.steps import model_folders
+
+    parts, out = demo_artefacts(Path(args.run)), Path(args.out)
+    cfg = load_pipeline_config(args.config, scale=args.scale, seed=args.seed, style_seed=args.style_seed)
+    for role in WORLD_ROLES:
+        made = sorted(p.name for p in parts[role].glob("leftImg8bit/*/*/*.png"))
+        if (
+            not made
+            or not all(name.startswith(f"{role}{cfg.seed}_") for name in made)
+            or len(made) != getattr(cfg, role).n
+        ):
+            raise SystemExit(
+                f"{args.run}: its {role} world does not look like --seed {cfg.seed} at scale {args.scale} "
+                f"({len(made)} images, first {made[:1]}); give the run's --seed/--scale/--config"
+            )
+    labels = out / "pseudo-label"
+    labels.mkdir(parents=True, exist_ok=True)
+    for path in [*parts["pseudo-label"].glob("*.png"), *(parts["pseudo-label"] / f for f in LABELLING_FILES)]:
+        if path.is_file():
+            shutil.copy2(path, labels / path.name)
+    judge = model_folders(parts[args.scorer])[0]
+    shutil.copytree(judge, out / "judge" / "seed-0" / "model", dirs_exist_ok=True)
+    manifest = {role: world_manifest(parts[role]) for role in WORLD_ROLES}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    info = {"run": str(args.run), "scorer": args.scorer, "config": cfg.parameter()}
+    (out / BUNDLE_FILE).write_text(json.dumps(info, indent=2))
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"bundle of {args.run} in {out}: {size / 1e6:.1f} MB; remake its worlds there with `worlds --bundle {out}`")
+    return {**info, "bytes": size}
+
+
+def _make_world(bundle_dir: Path, role: str) -> str:
+    from urbangen.pipeline_config import PipelineConfig
+    from urbangen.steps import make_world
+
+    cfg = PipelineConfig.model_validate(json.loads((bundle_dir / BUNDLE_FILE).read_text())["config"])
+    make_world(cfg, role, bundle_dir / "worlds" / role, progress=False)
+    return role
+
+
+def worlds(args: argparse.Namespace) -> dict:
+    """Remake a bundle's worlds (one process per role) and check them against the run's files: labels must
+    be identical (the pseudo-labels belong to these scenes); images may differ by rounding (other numpy
+    builds), not by more than ``--tolerance`` in any image's mean colour."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    start, bundle_dir = time.perf_counter(), Path(args.bundle)
+    with ProcessPoolExecutor(len(WORLD_ROLES)) as pool:
+        list(pool.map(_make_world, [bundle_dir] * len(WORLD_ROLES), WORLD_ROLES))
+    expected = json.loads((bundle_dir / "manifest.json").read_text())
+    check: dict = {"seconds": round(time.perf_counter() - start, 1)}
+    problems = []
+    for role in WORLD_ROLES:
+        made = world_manifest(bundle_dir / "worlds" / role)
+        same = [k for k, v in expected[role].items() if made.get(k, {}).get("sha256") == v["sha256"]]
+        labels = [k for k in expected[role] if k.startswith("gtFine/")]
+        drift = [
+            max(abs(a - b) for a, b in zip(v["mean"], made[k]["mean"], strict=True))
+            for k, v in expected[role].items()
+            if "mean" in v and k in made
+        ]
+        check[role] = {
+            "files": len(expected[role]),
+            "identical": len(same),
+            "labels_identical": len(set(labels) & set(same)),
+            "max_mean_colour_difference": max(drift, default=None),
+        }
+        if set(made) != set(expected[role]):
+            problems.append(f"{role}: the remade files differ from the run's ({len(made)} vs {len(expected[role])})")
+        elif check[role]["labels_identical"] != len(labels):
+            problems.append(f"{role}: {len(labels) - check[role]['labels_identical']} label maps differ")
+        elif drift and max(drift) > args.tolerance:
+            problems.append(f"{role}: an image's mean colour moved by {max(drift):.3f} > {args.tolerance}")
+    check["problems"] = problems
+    (bundle_dir / "worlds" / "check.json").write_text(json.dumps(check, indent=2))
+    print(json.dumps(check), flush=True)
+    if problems:
+        raise SystemExit(f"{bundle_dir}: the remade worlds are not the run's: {'; '.join(problems)}")
+    return check
+
+
+def bundle_artefacts(bundle_dir: Path) -> dict[str, Path]:
+    """``demo_artefacts`` of a bundle whose worlds were remade (no generator, no baselines)."""
+    if not (bundle_dir / "worlds" / "check.json").is_file():
+        raise SystemExit(f"{bundle_dir}: a bundle without its worlds; run `worlds --bundle {bundle_dir}` first")
+    scorer = json.loads((bundle_dir / BUNDLE_FILE).read_text())["scorer"]
+    parts = {role: bundle_dir / "worlds" / role for role in WORLD_ROLES}
+    return {**parts, "pseudo-label": bundle_dir / "pseudo-label", scorer: bundle_dir / "judge"}
+
+
+def nested_update(settings: dict, key: str, value) -> dict:
+    """``settings`` with the dotted ``key`` (``stage2.steps``) set to ``value`` (copies, never mutates)."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        return {**settings, head: value}
+    inner = settings.get(head, {})
+    if not isinstance(inner, dict):
+        raise SystemExit(f"--adapt-set {key}: {head} is not a section")
+    return {**settings, head: nested_update(inner, rest, value)}
+
+
+def readapt(cfg, parts: dict[str, Path], out: Path, device: str) -> Path:
+    """Stage 1 + stage 2 anew on the run's target images and pseudo-labels with ``cfg.adapt`` on ``device``
+    (resumable: a finished stage is reused)."""
+    from urbangen.diffusion.adapt import run_stage1, run_stage2
+    from urbangen.steps import _adapt_config
+
+    if "target" not in parts or "pseudo-label" not in parts:
+        raise SystemExit("--readapt needs the run's target images and pseudo-labels")
+    adapt_cfg = _adapt_config(cfg, parts["target"], parts["pseudo-label"], out)
+    adapt_cfg = adapt_cfg.model_copy(update={"device": device})
+    run_stage1(adapt_cfg, out)
+    run_stage2(adapt_cfg, out)
+    return out
+
+
 def regenerate(args: argparse.Namespace) -> dict:
-    """Generation -> filter/rectify -> segmenters -> val mIoU on a finished demo run, with --set changes."""
+    """Generation -> filter/rectify -> segmenters -> val mIoU on a finished demo run (or a bundle of one), with
+    --set changes; with --readapt / --adapt-set the generator is adapted anew first (a compute what-if)."""
     from urbangen.generate.filtering import filter_and_rectify
     from urbangen.generate.run import generate_candidates
-    from urbangen.pipeline_config import load_pipeline_config
+    from urbangen.io import write_json_atomic
+    from urbangen.pipeline_config import PipelineConfig, load_pipeline_config
     from urbangen.steps import _generate_config
 
     run, out = Path(args.run), Path(args.out)
     parts = demo_artefacts(run)
     changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set or [])}
-    cfg = load_pipeline_config(None, scale=args.scale, seed=args.seed)
-    cfg = cfg.model_copy(update={"generate": {**cfg.generate, **changes}})
-    result = {"run": str(run), "changes": changes, "scorer": args.scorer, "plain_scorer": args.plain_scorer}
-    timings = {}
+    adapt_changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.adapt_set or [])}
+    if (run / BUNDLE_FILE).is_file():  # a bundle carries its run's config (seeds, scale)
+        cfg = PipelineConfig.model_validate(json.loads((run / BUNDLE_FILE).read_text())["config"])
+    else:
+        cfg = load_pipeline_config(None, scale=args.scale, seed=args.seed)
+    generate = {**cfg.generate, **changes}
+    generate["engine"] = {**generate.get("engine", {}), "device": args.device}
+    adapt = cfg.adapt
+    for key, value in adapt_changes.items():
+        adapt = nested_update(adapt, key, value)
+    cfg = cfg.model_copy(update={"generate": generate, "adapt": adapt})
+    readapting = args.readapt or bool(adapt_changes)
+    result = {
+        "run": str(run),
+        "changes": changes,
+        "adapt": adapt if readapting else None,
+        "device": args.device,
+        "scorer": args.scorer,
+        "plain_scorer": args.plain_scorer,
+    }
+    timings = result["timings"] = {}
+    if args.device.startswith("cuda"):
+        import torch
+
+        result["device_name"] = torch.cuda.get_device_name(torch.device(args.device))
     start = time.perf_counter()
-    generator = with_exemplars(parts, out / "generator") if cfg.generate.get("calibrate") == "exemplar" else None
+    if readapting:
+        if args.candidates_from:
+            raise SystemExit("--candidates-from with --readapt: those candidates are not the new generator's")
+        generator = readapt(cfg, parts, out / "adapt", args.device)  # stage 2 records its exemplars itself
+        timings["adapt_s"] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
+    elif "generator" not in parts:
+        raise SystemExit(f"{run}: no adapted generator here; give --readapt or --adapt-set")
+    elif cfg.generate.get("calibrate") == "exemplar":
+        generator = with_exemplars(parts, out / "generator") or parts["generator"]
+    else:
+        generator = parts["generator"]
     if args.scorer not in parts:
         raise SystemExit(f"--scorer {args.scorer}: not a segmenter of {run} (have {sorted(parts)})")
     scorer = parts[args.scorer]
     # the demo scores with its pseudo-labeller (fda) as it labelled: its spatial prior and class weights
     labelling = parts.get("pseudo-label") if args.scorer == "fda" and not args.plain_scorer else None
-    gen = _generate_config(
-        cfg, generator or parts["generator"], parts["source"], out / "candidates", scorer, pseudo_labels=labelling
-    )
+    gen = _generate_config(cfg, generator, parts["source"], out / "candidates", scorer, pseudo_labels=labelling)
     if args.candidates_from:
         # a filter-only what-if: these candidates (the run's, or another what-if's) are what it would render
         if not set(changes) <= FILTER_SETTINGS:
@@ -313,16 +502,21 @@ def regenerate(args: argparse.Namespace) -> dict:
     filter_and_rectify(plain, out / "candidates", out / "unfiltered")
     timings["filter_s"] = round(time.perf_counter() - start, 1)
     result["kept"], result["mean_best_mcoc"] = summary["kept"], summary["mean_best_mcoc"]
-    for method, data in (("urbangen", out / "generated"), ("urbangen_nofilter", out / "unfiltered")):
-        if method not in args.methods.split(","):
-            continue
-        start = time.perf_counter()
-        source = {"format": "cityscapes", "root": str(data), "split": "train"}
-        result[method] = train_and_score([source], parts["val"], out / f"seg-{method}", args.seg_iterations)
-        timings[f"{method}_s"] = round(time.perf_counter() - start, 1)
-        print(f"{method}: {result[method]:.2f} mIoU on val", flush=True)
-    result["timings"] = timings
-    (out / "regenerate.json").write_text(json.dumps(result, indent=2))
+    methods = [m for m in ("urbangen", "urbangen_nofilter") if m in args.methods.split(",")]
+    data = {"urbangen": out / "generated", "urbangen_nofilter": out / "unfiltered"}
+    scores: dict[str, dict[str, float]] = result.setdefault("mIoU", {})
+    for seed in args.train_seeds:  # seeds outermost: a run cut short still compares the methods
+        for method in methods:
+            start = time.perf_counter()
+            source = {"format": "cityscapes", "root": str(data[method]), "split": "train"}
+            work = out / f"seg-{method}" / f"seed{seed}"
+            score = train_and_score([source], parts["val"], work, args.seg_iterations, seed=seed, device=args.device)
+            scores.setdefault(method, {})[str(seed)] = score
+            result[method] = float(np.mean(list(scores[method].values())))
+            timings[f"{method}_seed{seed}_s"] = round(time.perf_counter() - start, 1)
+            print(f"{method}: training seed {seed}: {score:.2f} mIoU on val", flush=True)
+            write_json_atomic(out / "regenerate.json", result)  # after every segmenter: a cut-off run keeps them
+    write_json_atomic(out / "regenerate.json", result)
     return result
 
 
@@ -694,6 +888,26 @@ def main() -> None:
         type=Path,
         help="filter-only what-if on these candidates (RUN/for-loop-*/generate-shard/candidates, or OUT/candidates)",
     )
+    p.add_argument("--readapt", action="store_true", help="adapt the generator anew (the run's adapt settings)")
+    p.add_argument(
+        "--adapt-set",
+        action="append",
+        help="adapt anew with this change, KEY=JSON with dotted keys, e.g. stage2.steps=3200 (repeatable)",
+    )
+    p.add_argument("--device", default="cpu", help="adaptation, generation, MCOC scoring and segmenters (cuda)")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=[0], help="segmenter training seeds")
+    p.add_argument("--json", type=Path)
+    p = sub.add_parser("bundle", help="a finished demo run's pseudo-labels, judge and world manifest, to travel")
+    p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--scale", default="demo")
+    p.add_argument("--seed", type=int, default=0, help="the run's --seed")
+    p.add_argument("--style-seed", type=int, default=1, help="the run's --style-seed")
+    p.add_argument("--config", type=Path, help="the run's --config, if it had one")
+    p.add_argument("--scorer", default="fda", help="the run's MCOC judge (its pseudo-labeller)")
+    p = sub.add_parser("worlds", help="remake a bundle's worlds from their seeds and check them against the run's")
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--tolerance", type=float, default=0.5, help="largest allowed change of an image's mean colour")
     p.add_argument("--json", type=Path)
     p = sub.add_parser("compose", help="candidate 0 of a finished demo run + the source render's detail")
     p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
@@ -772,6 +986,8 @@ def main() -> None:
         "scorers": scorers,
         "pseudo": pseudo,
         "withdrawn": withdrawn,
+        "bundle": bundle,
+        "worlds": worlds,
     }
     result = commands[args.command](args)
     if getattr(args, "json", None):

@@ -152,25 +152,24 @@ def make_dataset(config: dict[str, Any], role: str, out: str | Path, parent_run_
     out = Path(out)
     split = ROLE_SPLIT[role]
     with step_run(cfg, parent_run_id, f"data-{role}", spec.model_dump(mode="json")) as run:
-        if isinstance(spec, WorldData):
-            from urbangen.world import make_dataset as make_world
-
-            ids = make_world(
-                out,
-                split,
-                spec.n,
-                cfg.seed + ROLE_SEED_OFFSET[role],
-                spec.style,
-                cfg.style_seed,
-                tuple(cfg.size),
-                city=f"{role}{cfg.seed}",
-            )
-            n = len(ids)
-        else:
-            n = _copy_dataset(spec, out, split)
+        n = len(make_world(cfg, role, out)) if isinstance(spec, WorldData) else _copy_dataset(spec, out, split)
         run.log_metric("samples", n)
         info = _store_dataset(cfg, run, f"{cfg.name}-{role}", out, "training" if role != "val" else "evaluation")
     return {"role": role, "samples": n, **info}
+
+
+def make_world(cfg: PipelineConfig, role: str, out: str | Path, progress: bool = True) -> list[str]:
+    """The ``role`` world dataset of ``cfg`` (its ``source``/``target``/``val`` must be a world) into ``out``:
+    the same scenes wherever it runs, from the run's seeds. Returns the sample ids."""
+    from urbangen.world import make_dataset as make_world_dataset
+
+    spec = getattr(cfg, role)
+    if not isinstance(spec, WorldData):
+        raise UrbangenError(f"{role}: not a world dataset ({spec.kind})")
+    seed = cfg.seed + ROLE_SEED_OFFSET[role]
+    size = tuple(cfg.size)
+    city = f"{role}{cfg.seed}"
+    return make_world_dataset(out, ROLE_SPLIT[role], spec.n, seed, spec.style, cfg.style_seed, size, city, progress)
 
 
 def _copy_dataset(spec: FolderData, out: Path, split: str) -> int:
