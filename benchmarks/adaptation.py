@@ -833,6 +833,37 @@ def save_grid(path: Path, labels, sims, generated, real_root) -> None:
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
+def grid(args: argparse.Namespace) -> dict:
+    """Rows of the first ``--n`` source maps: label | source render | the same map in each ``--data`` dataset
+    (generated datasets keep the source's ids) | a real target image, side by side for a look."""
+    from PIL import Image
+
+    from urbangen.datasets import open_dataset
+    from urbangen.io import read_rgb
+    from urbangen.labels import cityscapes19
+
+    source = open_dataset("cityscapes", args.source)
+    samples = source.index("train").samples[: args.n]
+    datasets = {root: open_dataset("cityscapes", root).index("train").samples for root in args.data}
+    reals = [read_rgb(s.image) for s in open_dataset("cityscapes", args.real).index("train").samples[: args.n]]
+    rows = []
+    for sample, real in zip(samples, reals, strict=True):
+        label = source.load_train_ids(sample)
+        size = (label.shape[1], label.shape[0])
+        row = [cityscapes19().colorize(label), read_rgb(sample.image)]
+        for root, data in datasets.items():
+            match = [s for s in data if s.id == sample.id]
+            if not match:
+                raise SystemExit(f"{root}: no image for source map {sample.id}")
+            row.append(np.asarray(Image.fromarray(read_rgb(match[0].image)).resize(size, Image.Resampling.BILINEAR)))
+        row.append(np.asarray(Image.fromarray(real).resize(size, Image.Resampling.BILINEAR)))
+        rows.append(np.concatenate(row, axis=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
+    print(f"{args.out}: {len(rows)} rows of label | source | {' | '.join(map(str, args.data))} | real")
+    return {"rows": len(rows), "columns": ["label", "source", *map(str, args.data), "real"]}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_one":
         base, stage, steps, batch, device, threads = sys.argv[2:8]
@@ -905,6 +936,12 @@ def main() -> None:
     p.add_argument("--style-seed", type=int, default=1, help="the run's --style-seed")
     p.add_argument("--config", type=Path, help="the run's --config, if it had one")
     p.add_argument("--scorer", default="fda", help="the run's MCOC judge (its pseudo-labeller)")
+    p = sub.add_parser("grid", help="label | source render | the same map in each dataset | a real image")
+    p.add_argument("--source", type=Path, required=True, help="the source dataset root (labels and renders)")
+    p.add_argument("--data", type=Path, action="append", required=True, help="a generated dataset root (repeatable)")
+    p.add_argument("--real", type=Path, required=True, help="a real target dataset root (train split)")
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("worlds", help="remake a bundle's worlds from their seeds and check them against the run's")
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--tolerance", type=float, default=0.5, help="largest allowed change of an image's mean colour")
@@ -988,6 +1025,7 @@ def main() -> None:
         "withdrawn": withdrawn,
         "bundle": bundle,
         "worlds": worlds,
+        "grid": grid,
     }
     result = commands[args.command](args)
     if getattr(args, "json", None):
