@@ -484,8 +484,9 @@ def regenerate(args: argparse.Namespace) -> dict:
     if args.scorer not in parts:
         raise SystemExit(f"--scorer {args.scorer}: not a segmenter of {run} (have {sorted(parts)})")
     scorer = parts[args.scorer]
-    # the demo scores with its pseudo-labeller (fda) as it labelled: its spatial prior and class weights
-    labelling = parts.get("pseudo-label") if args.scorer == "fda" and not args.plain_scorer else None
+    # the demo scores with its pseudo-labeller as it labelled: its spatial prior and class weights
+    labeller = args.scorer == cfg.pseudo_label_from and not args.plain_scorer
+    labelling = parts.get("pseudo-label") if labeller else None
     gen = _generate_config(cfg, generator, parts["source"], out / "candidates", scorer, pseudo_labels=labelling)
     if args.candidates_from:
         # a filter-only what-if: these candidates (the run's, or another what-if's) are what it would render
