@@ -295,13 +295,11 @@ WORLD_ROLES = ("source", "target", "val")
 def world_manifest(root: Path) -> dict[str, dict]:
     """Every image and label file of a world dataset: sha256, and an image's mean colour (a remade world
     whose PNGs differ in a few rounded pixels is told apart from a different scene)."""
-    import hashlib
-
-    from urbangen.io import read_rgb
+    from urbangen.io import read_rgb, sha256_file
 
     manifest = {}
     for path in sorted([*root.glob("leftImg8bit/*/*/*.png"), *root.glob("gtFine/*/*/*.png")]):
-        entry = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        entry = {"sha256": sha256_file(path)}
         if path.parts[-4] == "leftImg8bit":
             entry["mean"] = [round(float(v), 3) for v in read_rgb(path).reshape(-1, 3).mean(axis=0)]
         manifest[str(path.relative_to(root))] = entry
@@ -313,33 +311,42 @@ def bundle(args: argparse.Namespace) -> dict:
     travels (a few MB): the pseudo-labels with their labelling files, the pseudo-labeller (the MCOC judge),
     the run's config and a manifest of its world files. ``worlds`` remakes the worlds from their seeds on
     the other machine and checks them against the manifest; then ``regenerate --run BUNDLE`` works there."""
-    from urbangen.pipeline_config import load_pipeline_config
+    from urbangen.pipeline_config import WorldData, load_pipeline_config
     from urbangen.segment.pseudo import LABELLING_FILES
-    from urbangen.steps import model_folders
+    from urbangen.steps import ROLE_SEED_OFFSET, model_folders
 
     parts, out = demo_artefacts(Path(args.run)), Path(args.out)
     cfg = load_pipeline_config(args.config, scale=args.scale, seed=args.seed, style_seed=args.style_seed)
-    for role in WORLD_ROLES:
-        made = sorted(p.name for p in parts[role].glob("leftImg8bit/*/*/*.png"))
-        if (
-            not made
-            or not all(name.startswith(f"{role}{cfg.seed}_") for name in made)
-            or len(made) != getattr(cfg, role).n
-        ):
+    scorer = args.scorer or cfg.pseudo_label_from
+    missing = [role for role in (*WORLD_ROLES, "pseudo-label", scorer) if role not in parts]
+    if missing:
+        raise SystemExit(f"{args.run}: no {missing} in this run (--scorer {scorer}); a bundle needs a world demo")
+    if (out / "worlds").exists():
+        raise SystemExit(f"{out}/worlds: a bundle folder that was used already; give a new --out")
+    for role in WORLD_ROLES:  # the run's world descriptions must be what this config makes
+        spec, found = getattr(cfg, role), sorted(parts[role].glob("world_*.json"))
+        if not isinstance(spec, WorldData) or not found:
+            raise SystemExit(f"{args.run}: its {role} is not a world dataset; a bundle needs a world demo")
+        made = json.loads(found[0].read_text())
+        expected = {"seed": cfg.seed + ROLE_SEED_OFFSET[role], "n": spec.n, "size": list(cfg.size), "style": spec.style}
+        if spec.style == "real":
+            expected["style_seed"] = cfg.style_seed
+        changed = {k: (made.get(k), v) for k, v in expected.items() if made.get(k) != v}
+        if changed:
             raise SystemExit(
-                f"{args.run}: its {role} world does not look like --seed {cfg.seed} at scale {args.scale} "
-                f"({len(made)} images, first {made[:1]}); give the run's --seed/--scale/--config"
+                f"{found[0]}: made with other settings than --seed {cfg.seed} --style-seed {cfg.style_seed} "
+                f"at scale {args.scale} (run vs these: {changed}); give the run's --seed/--style-seed/--scale/--config"
             )
     labels = out / "pseudo-label"
     labels.mkdir(parents=True, exist_ok=True)
     for path in [*parts["pseudo-label"].glob("*.png"), *(parts["pseudo-label"] / f for f in LABELLING_FILES)]:
         if path.is_file():
             shutil.copy2(path, labels / path.name)
-    judge = model_folders(parts[args.scorer])[0]
+    judge = model_folders(parts[scorer])[0]
     shutil.copytree(judge, out / "judge" / "seed-0" / "model", dirs_exist_ok=True)
     manifest = {role: world_manifest(parts[role]) for role in WORLD_ROLES}
     (out / "manifest.json").write_text(json.dumps(manifest))
-    info = {"run": str(args.run), "scorer": args.scorer, "config": cfg.parameter()}
+    info = {"run": str(args.run), "scorer": scorer, "config": cfg.parameter()}
     (out / BUNDLE_FILE).write_text(json.dumps(info, indent=2))
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"bundle of {args.run} in {out}: {size / 1e6:.1f} MB; remake its worlds there with `worlds --bundle {out}`")
@@ -398,34 +405,50 @@ def worlds(args: argparse.Namespace) -> dict:
 
 def bundle_artefacts(bundle_dir: Path) -> dict[str, Path]:
     """``demo_artefacts`` of a bundle whose worlds were remade (no generator, no baselines)."""
-    if not (bundle_dir / "worlds" / "check.json").is_file():
+    check = bundle_dir / "worlds" / "check.json"
+    if not check.is_file():
         raise SystemExit(f"{bundle_dir}: a bundle without its worlds; run `worlds --bundle {bundle_dir}` first")
+    if json.loads(check.read_text())["problems"]:
+        raise SystemExit(f"{bundle_dir}: its remade worlds are not the run's (see {check})")
     scorer = json.loads((bundle_dir / BUNDLE_FILE).read_text())["scorer"]
     parts = {role: bundle_dir / "worlds" / role for role in WORLD_ROLES}
     return {**parts, "pseudo-label": bundle_dir / "pseudo-label", scorer: bundle_dir / "judge"}
 
 
-def nested_update(settings: dict, key: str, value) -> dict:
+def parse_settings(items: list[str] | None, flag: str) -> dict:
+    """``KEY=JSON`` items of a repeatable flag, as a mapping."""
+    settings = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            sep = ""
+        if not sep or not key:
+            raise SystemExit(f"{flag} {item}: expected KEY=JSON, e.g. steps=20 or control='\"concat\"'")
+    return settings
+
+
+def nested_update(settings: dict, key: str, value, flag: str = "--adapt-set") -> dict:
     """``settings`` with the dotted ``key`` (``stage2.steps``) set to ``value`` (copies, never mutates)."""
     head, _, rest = key.partition(".")
     if not rest:
         return {**settings, head: value}
     inner = settings.get(head, {})
     if not isinstance(inner, dict):
-        raise SystemExit(f"--adapt-set {key}: {head} is not a section")
-    return {**settings, head: nested_update(inner, rest, value)}
+        raise SystemExit(f"{flag} {key}: {head} is not a section")
+    return {**settings, head: nested_update(inner, rest, value, flag)}
 
 
-def readapt(cfg, parts: dict[str, Path], out: Path, device: str) -> Path:
-    """Stage 1 + stage 2 anew on the run's target images and pseudo-labels with ``cfg.adapt`` on ``device``
-    (resumable: a finished stage is reused)."""
+def readapt(cfg, parts: dict[str, Path], out: Path) -> Path:
+    """Stage 1 + stage 2 anew on the run's target images and pseudo-labels with ``cfg.adapt`` (resumable: a
+    finished stage is reused)."""
     from urbangen.diffusion.adapt import run_stage1, run_stage2
     from urbangen.steps import _adapt_config
 
     if "target" not in parts or "pseudo-label" not in parts:
         raise SystemExit("--readapt needs the run's target images and pseudo-labels")
     adapt_cfg = _adapt_config(cfg, parts["target"], parts["pseudo-label"], out)
-    adapt_cfg = adapt_cfg.model_copy(update={"device": device})
     run_stage1(adapt_cfg, out)
     run_stage2(adapt_cfg, out)
     return out
@@ -442,37 +465,43 @@ def regenerate(args: argparse.Namespace) -> dict:
 
     run, out = Path(args.run), Path(args.out)
     parts = demo_artefacts(run)
-    changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set or [])}
-    adapt_changes = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.adapt_set or [])}
+    changes = parse_settings(args.set, "--set")
+    adapt_changes = parse_settings(args.adapt_set, "--adapt-set")
     if (run / BUNDLE_FILE).is_file():  # a bundle carries its run's config (seeds, scale)
         cfg = PipelineConfig.model_validate(json.loads((run / BUNDLE_FILE).read_text())["config"])
     else:
         cfg = load_pipeline_config(None, scale=args.scale, seed=args.seed)
-    generate = {**cfg.generate, **changes}
-    generate["engine"] = {**generate.get("engine", {}), "device": args.device}
-    adapt = cfg.adapt
+    scorer_name = args.scorer or cfg.pseudo_label_from
+    if scorer_name not in parts:
+        raise SystemExit(f"--scorer {scorer_name}: not a segmenter of {run} (have {sorted(parts)})")
+    generate, adapt = dict(cfg.generate), dict(cfg.adapt)
+    for key, value in changes.items():
+        generate = nested_update(generate, key, value, "--set")
     for key, value in adapt_changes.items():
-        adapt = nested_update(adapt, key, value)
+        adapt = nested_update(adapt, key, value, "--adapt-set")
+    if args.device:  # else: the config's devices (CPU generation, segmenters on CUDA where present)
+        generate = nested_update(generate, "engine.device", args.device, "--device")
+        adapt["device"] = args.device
     cfg = cfg.model_copy(update={"generate": generate, "adapt": adapt})
     readapting = args.readapt or bool(adapt_changes)
+    if readapting and args.candidates_from:
+        raise SystemExit("--candidates-from with --readapt: those candidates are not the new generator's")
     result = {
         "run": str(run),
         "changes": changes,
         "adapt": adapt if readapting else None,
         "device": args.device,
-        "scorer": args.scorer,
+        "scorer": scorer_name,
         "plain_scorer": args.plain_scorer,
     }
     timings = result["timings"] = {}
-    if args.device.startswith("cuda"):
+    if (args.device or "").startswith("cuda"):
         import torch
 
         result["device_name"] = torch.cuda.get_device_name(torch.device(args.device))
     start = time.perf_counter()
     if readapting:
-        if args.candidates_from:
-            raise SystemExit("--candidates-from with --readapt: those candidates are not the new generator's")
-        generator = readapt(cfg, parts, out / "adapt", args.device)  # stage 2 records its exemplars itself
+        generator = readapt(cfg, parts, out / "adapt")  # stage 2 records its exemplars itself
         timings["adapt_s"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
     elif "generator" not in parts:
@@ -481,16 +510,14 @@ def regenerate(args: argparse.Namespace) -> dict:
         generator = with_exemplars(parts, out / "generator") or parts["generator"]
     else:
         generator = parts["generator"]
-    if args.scorer not in parts:
-        raise SystemExit(f"--scorer {args.scorer}: not a segmenter of {run} (have {sorted(parts)})")
-    scorer = parts[args.scorer]
+    scorer = parts[scorer_name]
     # the demo scores with its pseudo-labeller as it labelled: its spatial prior and class weights
-    labeller = args.scorer == cfg.pseudo_label_from and not args.plain_scorer
+    labeller = scorer_name == cfg.pseudo_label_from and not args.plain_scorer
     labelling = parts.get("pseudo-label") if labeller else None
     gen = _generate_config(cfg, generator, parts["source"], out / "candidates", scorer, pseudo_labels=labelling)
     if args.candidates_from:
         # a filter-only what-if: these candidates (the run's, or another what-if's) are what it would render
-        if not set(changes) <= FILTER_SETTINGS:
+        if not {key.split(".")[0] for key in changes} <= FILTER_SETTINGS:
             raise SystemExit(f"--candidates-from takes filter settings only ({sorted(FILTER_SETTINGS)})")
         if not (out / "candidates").exists():
             shutil.copytree(args.candidates_from, out / "candidates", copy_function=os.link)
@@ -511,7 +538,8 @@ def regenerate(args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             source = {"format": "cityscapes", "root": str(data[method]), "split": "train"}
             work = out / f"seg-{method}" / f"seed{seed}"
-            score = train_and_score([source], parts["val"], work, args.seg_iterations, seed=seed, device=args.device)
+            device = args.device or "auto"
+            score = train_and_score([source], parts["val"], work, args.seg_iterations, seed=seed, device=device)
             scores.setdefault(method, {})[str(seed)] = score
             result[method] = float(np.mean(list(scores[method].values())))
             timings[f"{method}_seed{seed}_s"] = round(time.perf_counter() - start, 1)
@@ -899,15 +927,18 @@ def main() -> None:
     p = sub.add_parser("regenerate", help="generation what-if on a finished urbangen demo run")
     p.add_argument("--run", type=Path, required=True, help="OUT/workspace/kfp/<run> of a finished demo")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--set", action="append", help="generate setting as KEY=JSON, e.g. strength=0.5 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        help="a generate setting, KEY=JSON, dotted keys (repeatable): strength=0.5, engine.dtype='\"float32\"'",
+    )
     p.add_argument("--scale", default="demo")
     p.add_argument("--seed", type=int, default=0, help="the run's --seed (generation seeds derive from it)")
     p.add_argument("--seg-iterations", type=int, default=800, help="the demo's own segmenter iterations")
     p.add_argument("--methods", default="urbangen,urbangen_nofilter", help="segmenters to train (comma list)")
     p.add_argument(
         "--scorer",
-        default="fda",
-        help="the run's segmenter that scores MCOC (the demo's: fda, the pseudo-labeller); e.g. oracle: "
+        help="the run's segmenter that scores MCOC (default: its pseudo-labeller, the demo's fda); e.g. oracle: "
         "what the filter does with a better segmenter",
     )
     p.add_argument(
@@ -926,7 +957,9 @@ def main() -> None:
         action="append",
         help="adapt anew with this change, KEY=JSON with dotted keys, e.g. stage2.steps=3200 (repeatable)",
     )
-    p.add_argument("--device", default="cpu", help="adaptation, generation, MCOC scoring and segmenters (cuda)")
+    p.add_argument(
+        "--device", help="adaptation, generation, MCOC scoring and segmenters there (default: as the config says)"
+    )
     p.add_argument("--train-seeds", type=int, nargs="+", default=[0], help="segmenter training seeds")
     p.add_argument("--json", type=Path)
     p = sub.add_parser("bundle", help="a finished demo run's pseudo-labels, judge and world manifest, to travel")
@@ -936,7 +969,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="the run's --seed")
     p.add_argument("--style-seed", type=int, default=1, help="the run's --style-seed")
     p.add_argument("--config", type=Path, help="the run's --config, if it had one")
-    p.add_argument("--scorer", default="fda", help="the run's MCOC judge (its pseudo-labeller)")
+    p.add_argument("--scorer", help="the run's MCOC judge (default: its pseudo-labeller, pseudo_label_from)")
     p = sub.add_parser("grid", help="label | source render | the same map in each dataset | a real image")
     p.add_argument("--source", type=Path, required=True, help="the source dataset root (labels and renders)")
     p.add_argument("--data", type=Path, action="append", required=True, help="a generated dataset root (repeatable)")

@@ -8,21 +8,23 @@
 # 300 source label maps, MCOC-filter and rectify them with the run's judge as it labelled, and train the
 # demo's segmenter on the result with training seeds 0 1 2 (everything on the GPU, float32 generation).
 # The tests marked gpu run alongside. Each what-if writes its regenerate.json after every segmenter, and
-# everything still running at DEADLINE seconds is stopped, so a short device lease still returns the seeds
-# that finished.
+# every command is stopped at DEADLINE seconds after the start, so a short device lease still returns the
+# seeds that finished.
 #
 #   python benchmarks/adaptation.py bundle --run RUN --seed S --style-seed T --out .gpu/sS   # here, per run
 #   OUT=gpu-out benchmarks/gpu_compute.sh                                                     # on the GPU
 #
-# Results in $OUT: results.json (every what-if's regenerate.json and every bundle's world check), device.txt,
-# tests.log and logs.tar.gz (logs, and six generated images per what-if for a look). Where packages travel
-# as wheels in .whl/ (a machine without an index), they are installed into /tmp/site where they are missing.
-# VARIANTS (default "x1 x16"), METHODS (default urbangen,urbangen_nofilter) and TESTS=0 run less.
-# Time on an H200 (2026-11-27): x1 on three bundles side by side, seeds 0-2 of both methods, ~7 min; x16's
-# adaptation alone ~4 min (17 steps/s in stage 2; 9.7 side by side), then ~40 s per segmenter.
-# SMOKE=1 DEVICE=cpu runs the same orchestration with a few steps of everything (a check of the script).
+# Results in $OUT: results.json (every what-if's regenerate.json and exit status, every bundle's world
+# check), device.txt, tests.log and logs.tar.gz (logs, and six generated images per what-if for a look).
+# Where packages travel as wheels in .whl/ (a machine without an index), they are installed into /tmp/site
+# where they are missing. VARIANTS (default "x1 x16"), METHODS (default urbangen,urbangen_nofilter) and
+# TESTS=0 run less. Time on an H200 (2026-11-27): x1 on three bundles side by side, seeds 0-2 of both
+# methods, ~7 min; x16's adaptation alone ~4 min (17 steps/s in stage 2; 9.7 side by side), then ~40 s per
+# segmenter. SMOKE=1 DEVICE=cpu runs the same orchestration with a few steps of everything (a check of the
+# script). Exits non-zero when a what-if failed (a deadline stop counts as one).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+shopt -s nullglob
+cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-gpu-out}
 BUNDLES=${BUNDLES:-.gpu}
 DEADLINE=${DEADLINE:-450}
@@ -30,6 +32,12 @@ WORK=${WORK:-/tmp/gpu-compute}
 DEVICE=${DEVICE:-cuda}
 VARIANTS=${VARIANTS:-x1 x16}
 METHODS=${METHODS:-urbangen,urbangen_nofilter}
+end=$(($(date +%s) + DEADLINE))
+left() { local n=$((end - $(date +%s))); echo $((n > 1 ? n : 1)); }  # timeout 0 would mean no limit
+
+bundles=("$BUNDLES"/*/)
+[ ${#bundles[@]} -gt 0 ] || { echo "no bundles under $BUNDLES (benchmarks/adaptation.py bundle)"; exit 1; }
+rm -rf "$WORK"  # a fresh start: earlier what-ifs would resume or be reported as this run's
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONPATH=$PWD/src
 if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import pydantic, diffusers, cityscapesscripts" 2>/dev/null; then
@@ -40,16 +48,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch, urbangen.generate.filtering, urbangen.diffusion.adapt, urbangen.segment.train
 print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')
 assert torch.cuda.is_available() or '$DEVICE' == 'cpu'" 2>&1 | tee -a "$OUT/device.txt" || exit 1
-start=$SECONDS
 
-[ "$DEVICE" = cpu ] || [ "${TESTS:-1}" = 0 ] || (for tests in tests/segment/test_segment_train.py tests/generate/test_generate_real.py \
-  tests/diffusion/test_diffusion_sampler.py tests/deploy/test_export_tensorrt.py; do  # one each: conftest names
-  timeout 300 python3 -m pytest -m gpu -p no:cacheprovider -q "$tests" 2>&1
-done) > "$OUT/tests.log" &
-
+X1=(--readapt)
 X16=(--adapt-set stage1.steps=800 --adapt-set stage1.batch_size=32 --adapt-set stage1.checkpoint_every=1000
   --adapt-set stage2.steps=3200 --adapt-set stage2.batch_size=32 --adapt-set stage2.checkpoint_every=1000)
-X1=(--readapt)
 RUN=(--train-seeds 0 1 2)
 if [ "${SMOKE:-0}" = 1 ]; then
   X1=(--adapt-set stage1.steps=2 --adapt-set stage2.steps=2)
@@ -57,26 +59,37 @@ if [ "${SMOKE:-0}" = 1 ]; then
     --adapt-set stage2.batch_size=32)
   RUN=(--train-seeds 0 1 --set candidates=1 --set steps=2 --seg-iterations 10)
 fi
-for bundle in "$BUNDLES"/*/; do
+for variant in $VARIANTS; do
+  case $variant in x1 | x16) ;; *) echo "unknown variant $variant (x1, x16)"; exit 1 ;; esac
+done
+
+if [ "$DEVICE" != cpu ] && [ "${TESTS:-1}" != 0 ]; then
+  for tests in tests/segment/test_segment_train.py tests/generate/test_generate_real.py \
+    tests/diffusion/test_diffusion_sampler.py tests/deploy/test_export_tensorrt.py; do  # one each: conftest names
+    timeout "$(left)" python3 -m pytest -m gpu -p no:cacheprovider -q "$tests" 2>&1
+  done > "$OUT/tests.log" &
+fi
+
+for bundle in "${bundles[@]}"; do
   name=$(basename "$bundle")
   (
-    python3 benchmarks/adaptation.py worlds --bundle "$bundle" > "$WORK/$name-worlds.log" 2>&1
+    timeout "$(left)" python3 benchmarks/adaptation.py worlds --bundle "$bundle" > "$WORK/$name-worlds.log" 2>&1 || {
+      echo "$name: the worlds were not remade or are not the run's: $WORK/$name-worlds.log"
+      echo 1 > "$WORK/$name-worlds.rc"; exit 1; }
     for variant in $VARIANTS; do
-      extra=("${X1[@]}")
-      [ "$variant" = x16 ] && extra=("${X16[@]}")
-      python3 benchmarks/adaptation.py regenerate --run "$bundle" "${extra[@]}" "${RUN[@]}" --device "$DEVICE" \
-        --set 'engine={"dtype":"float32"}' --methods "$METHODS" \
-        --out "$WORK/$name-$variant" > "$WORK/$name-$variant.log" 2>&1 &
+      if [ "$variant" = x16 ]; then extra=("${X16[@]}"); else extra=("${X1[@]}"); fi
+      (
+        timeout "$(left)" python3 benchmarks/adaptation.py regenerate --run "$bundle" "${extra[@]}" "${RUN[@]}" \
+          --device "$DEVICE" --set engine.dtype='"float32"' --methods "$METHODS" --out "$WORK/$name-$variant" \
+          > "$WORK/$name-$variant.log" 2>&1
+        echo $? > "$WORK/$name-$variant.rc"
+      ) &
     done
     wait
   ) &
 done
-
-while [ $((SECONDS - start)) -lt "$DEADLINE" ] && [ -n "$(jobs -rp)" ]; do sleep 5; done
-pkill -f "adaptation.py (worlds --bundle $BUNDLES|regenerate .*--out $WORK)" && echo "stopped at the ${DEADLINE} s deadline: what finished is kept"
-pkill -f "pytest -m gpu"
-sleep 2
-echo "what-ifs: $((SECONDS - start)) s"
+wait
+echo "what-ifs and tests: $((DEADLINE - $(left))) s"
 
 python3 - "$WORK" "$BUNDLES" "$OUT/results.json" <<'EOF'
 import json, sys
@@ -85,12 +98,21 @@ work, bundles, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 results = {"worlds": {}, "what_ifs": {}}
 for check in sorted(bundles.glob("*/worlds/check.json")):
     results["worlds"][check.parts[-3]] = json.loads(check.read_text())
-for found in sorted(work.glob("*/regenerate.json")):
-    results["what_ifs"][found.parent.name] = json.loads(found.read_text())
+for rc in sorted(work.glob("*.rc")):
+    found = work / rc.stem / "regenerate.json"
+    entry = json.loads(found.read_text()) if found.is_file() else {}
+    results["what_ifs"][rc.stem] = {**entry, "exit_status": int(rc.read_text())}  # 124: stopped at the deadline
 out.write_text(json.dumps(results, indent=2))
+failed = []
 for name, r in results["what_ifs"].items():
-    print(name, {m: {s: round(v, 2) for s, v in seeds.items()} for m, seeds in r.get("mIoU", {}).items()}, r["timings"])
+    scores = {m: {s: round(v, 2) for s, v in seeds.items()} for m, seeds in r.get("mIoU", {}).items()}
+    print(name, "exit", r["exit_status"], scores, r.get("timings", {}))
+    failed += [name] if r["exit_status"] else []
+sys.exit(f"not finished: {failed}" if failed else 0)
 EOF
-(cd "$WORK" && ls -d */generated/leftImg8bit/train/* 2>/dev/null | while read -r d; do ls "$d"/*.png | head -6; done > images.txt
- tar czf - ./*.log images.txt $(cat images.txt)) > "$OUT/logs.tar.gz"
-touch "$OUT/tests.log"; grep -E "passed|failed|skipped|error" "$OUT/tests.log" | tail -8
+status=$?
+(cd "$WORK" && for d in */generated/leftImg8bit/train/*/; do ls "$d"*.png | head -6; done > images.txt
+  tar czf - ./*.log images.txt -T images.txt) > "$OUT/logs.tar.gz"
+touch "$OUT/tests.log"
+grep -E "passed|failed|skipped|error" "$OUT/tests.log" | tail -8
+exit $status

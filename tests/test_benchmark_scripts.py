@@ -53,6 +53,16 @@ def test_adapt_set_changes_one_nested_setting(adaptation):
         adaptation.nested_update(adapt, "base.steps", 1)
 
 
+def test_settings_flags_name_the_item_they_cannot_read(adaptation):
+    assert adaptation.parse_settings(['engine.dtype="float32"', "steps=20"], "--set") == {
+        "engine.dtype": "float32",
+        "steps": 20,
+    }
+    for item in ("steps", "control=concat", "=3"):  # no '=', not JSON (an unquoted string), no key
+        with pytest.raises(SystemExit, match=f"--adapt-set {item}: expected KEY=JSON"):
+            adaptation.parse_settings([item], "--adapt-set")
+
+
 def test_worlds_remakes_a_bundles_scenes_and_refuses_other_ones(adaptation, tmp_path):
     from urbangen.pipeline_config import preset
     from urbangen.steps import make_world
@@ -79,3 +89,5 @@ def test_worlds_remakes_a_bundles_scenes_and_refuses_other_ones(adaptation, tmp_
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SystemExit, match="val: 1 label maps differ"):
         adaptation.worlds(args)
+    with pytest.raises(SystemExit, match="remade worlds are not the run's"):
+        adaptation.demo_artefacts(bundle)  # what-ifs refuse a bundle whose check failed
