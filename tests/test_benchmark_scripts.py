@@ -63,27 +63,59 @@ def test_settings_flags_name_the_item_they_cannot_read(adaptation):
             adaptation.parse_settings([item], "--adapt-set")
 
 
-def test_worlds_remakes_a_bundles_scenes_and_refuses_other_ones(adaptation, tmp_path):
-    from urbangen.pipeline_config import preset
+def _fake_run(tmp_path: Path, cfg) -> Path:
+    """A finished demo run folder as kfp.local leaves it: each task's outputs named in executor_output.json."""
     from urbangen.steps import make_world
 
-    cfg = preset("smoke", seed=3, style_seed=4)
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / adaptation.BUNDLE_FILE).write_text(json.dumps({"run": "r", "scorer": "fda", "config": cfg.parameter()}))
-    manifest = {}
-    for role in adaptation.WORLD_ROLES:  # the run's worlds, as the pipeline made them
-        make_world(cfg, role, tmp_path / "run" / role, progress=False)
-        manifest[role] = adaptation.world_manifest(tmp_path / "run" / role)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    args = argparse.Namespace(bundle=bundle, tolerance=0.5)
+    run = tmp_path / "kfp" / "urbangen-run"
 
+    def task(name: str, uri: Path, **metadata) -> None:
+        (run / name).mkdir(parents=True, exist_ok=True)
+        artefact = {"name": "out", "uri": str(uri), "metadata": metadata}
+        (run / name / "executor_output.json").write_text(json.dumps({"artifacts": {"out": {"artifacts": [artefact]}}}))
+
+    for name, role in (("make-dataset", "source"), ("make-dataset-2", "target"), ("make-dataset-3", "val")):
+        make_world(cfg, role, run / name / "data", progress=False)
+        task(name, run / name / "data", role=role)
+    labels = run / "pseudo-label" / "labels"
+    (labels / "confidence").mkdir(parents=True)
+    for name in ("target3_000000_000019.png", "inference.json", "class_weights.json"):
+        (labels / name).write_bytes(b"x")
+    task("pseudo-label", labels)
+    (run / "train-segmenter-2" / "model" / "seed-0" / "model").mkdir(parents=True)
+    (run / "train-segmenter-2" / "model" / "seed-0" / "model" / "model.safetensors").write_bytes(b"w")
+    task("train-segmenter-2", run / "train-segmenter-2" / "model", method="fda")
+    (run / "adapt-stage2" / "generator").mkdir(parents=True)
+    return run
+
+
+def test_a_bundle_travels_and_its_worlds_are_remade_or_refused(adaptation, tmp_path):
+    from urbangen.pipeline_config import preset
+
+    run = _fake_run(tmp_path, preset("smoke", seed=3, style_seed=4))
+    given = {"run": run, "scale": "smoke", "seed": 3, "style_seed": 4, "config": None, "scorer": None}
+    wrong = r"make-dataset-2/data/world_train.json: made with other settings .*'style_seed': \(4, 5\)"
+    with pytest.raises(SystemExit, match=wrong):  # the target world has another look than --style-seed 5
+        adaptation.bundle(argparse.Namespace(**{**given, "style_seed": 5, "out": tmp_path / "wrong"}))
+
+    bundle = tmp_path / "bundle"
+    info = adaptation.bundle(argparse.Namespace(**given, out=bundle))
+    assert info["scorer"] == "fda" and info["config"]["seed"] == 3  # the run's pseudo-labeller judges
+    assert sorted(p.name for p in (bundle / "pseudo-label").iterdir()) == [
+        "class_weights.json",
+        "inference.json",
+        "target3_000000_000019.png",
+    ]  # the labels and the labelling files, not the confidence maps
+    assert (bundle / "judge" / "seed-0" / "model" / "model.safetensors").read_bytes() == b"w"
+
+    args = argparse.Namespace(bundle=bundle, tolerance=0.5)
     check = adaptation.worlds(args)
     assert check["target"]["identical"] == check["target"]["files"] == 3 * 16  # image, labelIds, instanceIds
     assert check["val"]["labels_identical"] == 2 * 8 and check["problems"] == []
     parts = adaptation.demo_artefacts(bundle)
     assert parts["target"] == bundle / "worlds" / "target" and parts["fda"] == bundle / "judge"
 
+    manifest = json.loads((bundle / "manifest.json").read_text())
     label = next(key for key in manifest["val"] if key.startswith("gtFine/"))
     manifest["val"][label]["sha256"] = "0" * 64  # the run had another scene there
     (bundle / "manifest.json").write_text(json.dumps(manifest))
@@ -91,3 +123,5 @@ def test_worlds_remakes_a_bundles_scenes_and_refuses_other_ones(adaptation, tmp_
         adaptation.worlds(args)
     with pytest.raises(SystemExit, match="remade worlds are not the run's"):
         adaptation.demo_artefacts(bundle)  # what-ifs refuse a bundle whose check failed
+    with pytest.raises(SystemExit, match="a bundle folder that was used already"):
+        adaptation.bundle(argparse.Namespace(**given, out=bundle))
