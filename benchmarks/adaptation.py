@@ -846,27 +846,30 @@ def target_pairs(target: Path, labels: Path) -> list[tuple[np.ndarray, np.ndarra
 
 def save_grid(path: Path, labels, sims, generated, real_root) -> None:
     """Rows: label map | sim render | generated | a real target image (for the look)."""
-    from PIL import Image
-
     from urbangen.datasets import open_dataset
     from urbangen.io import read_rgb
     from urbangen.labels import cityscapes19
 
     reals = [read_rgb(s.image) for s in open_dataset("cityscapes", real_root).index("train").samples[: len(labels)]]
-    rows = []
-    for label, sim, gen, real in zip(labels, sims, generated, reals, strict=True):
-        size = (label.shape[1], label.shape[0])
-        real = np.asarray(Image.fromarray(real).resize(size, Image.Resampling.BILINEAR))
-        rows.append(np.concatenate([cityscapes19().colorize(label), sim, gen, real], axis=1))
+    rows = zip(labels, sims, generated, reals, strict=True)
+    write_grid(path, [[cityscapes19().colorize(label), sim, gen, real] for label, sim, gen, real in rows])
+
+
+def write_grid(path: Path, rows: list[list[np.ndarray]]) -> None:
+    """One PNG of ``rows`` of images, each resized to the size of a row's first image."""
+    from PIL import Image
+
+    def fit(image: np.ndarray, like: np.ndarray) -> np.ndarray:
+        size = (like.shape[1], like.shape[0])
+        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    Image.fromarray(np.concatenate([np.concatenate([fit(i, r[0]) for i in r], axis=1) for r in rows])).save(path)
 
 
 def grid(args: argparse.Namespace) -> dict:
     """Rows of the first ``--n`` source maps: label | source render | the same map in each ``--data`` dataset
     (generated datasets keep the source's ids) | a real target image, side by side for a look."""
-    from PIL import Image
-
     from urbangen.datasets import open_dataset
     from urbangen.io import read_rgb
     from urbangen.labels import cityscapes19
@@ -877,18 +880,14 @@ def grid(args: argparse.Namespace) -> dict:
     reals = [read_rgb(s.image) for s in open_dataset("cityscapes", args.real).index("train").samples[: args.n]]
     rows = []
     for sample, real in zip(samples, reals, strict=True):
-        label = source.load_train_ids(sample)
-        size = (label.shape[1], label.shape[0])
-        row = [cityscapes19().colorize(label), read_rgb(sample.image)]
+        row = [cityscapes19().colorize(source.load_train_ids(sample)), read_rgb(sample.image)]
         for root, data in datasets.items():
             match = [s for s in data if s.id == sample.id]
             if not match:
                 raise SystemExit(f"{root}: no image for source map {sample.id}")
-            row.append(np.asarray(Image.fromarray(read_rgb(match[0].image)).resize(size, Image.Resampling.BILINEAR)))
-        row.append(np.asarray(Image.fromarray(real).resize(size, Image.Resampling.BILINEAR)))
-        rows.append(np.concatenate(row, axis=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
+            row.append(read_rgb(match[0].image))
+        rows.append([*row, real])
+    write_grid(args.out, rows)
     print(f"{args.out}: {len(rows)} rows of label | source | {' | '.join(map(str, args.data))} | real")
     return {"rows": len(rows), "columns": ["label", "source", *map(str, args.data), "real"]}
 
