@@ -313,7 +313,7 @@ def bundle(args: argparse.Namespace) -> dict:
     the other machine and checks them against the manifest; then ``regenerate --run BUNDLE`` works there."""
     from urbangen.pipeline_config import WorldData, load_pipeline_config
     from urbangen.segment.pseudo import LABELLING_FILES
-    from urbangen.steps import ROLE_SEED_OFFSET, model_folders
+    from urbangen.steps import model_folders, world_settings
 
     parts, out = demo_artefacts(Path(args.run)), Path(args.out)
     cfg = load_pipeline_config(args.config, scale=args.scale, seed=args.seed, style_seed=args.style_seed)
@@ -324,14 +324,12 @@ def bundle(args: argparse.Namespace) -> dict:
     if (out / "worlds").exists():
         raise SystemExit(f"{out}/worlds: a bundle folder that was used already; give a new --out")
     for role in WORLD_ROLES:  # the run's world descriptions must be what this config makes
-        spec, found = getattr(cfg, role), sorted(parts[role].glob("world_*.json"))
-        if not isinstance(spec, WorldData) or not found:
+        found = sorted(parts[role].glob("world_*.json"))
+        if not isinstance(getattr(cfg, role), WorldData) or not found:
             raise SystemExit(f"{args.run}: its {role} is not a world dataset; a bundle needs a world demo")
-        made = json.loads(found[0].read_text())
-        expected = {"seed": cfg.seed + ROLE_SEED_OFFSET[role], "n": spec.n, "size": list(cfg.size), "style": spec.style}
-        if spec.style == "real":
-            expected["style_seed"] = cfg.style_seed
-        changed = {k: (made.get(k), v) for k, v in expected.items() if made.get(k) != v}
+        made, expected = json.loads(found[0].read_text()), world_settings(cfg, role)
+        keys = ("seed", "n", "size", "style", "city") + (("style_seed",) if expected["style"] == "real" else ())
+        changed = {k: (made.get(k), expected[k]) for k in keys if made.get(k) != json.loads(json.dumps(expected[k]))}
         if changed:
             raise SystemExit(
                 f"{found[0]}: made with other settings than --seed {cfg.seed} --style-seed {cfg.style_seed} "
@@ -368,6 +366,8 @@ def worlds(args: argparse.Namespace) -> dict:
     builds), not by more than ``--tolerance`` in any image's mean colour."""
     from concurrent.futures import ProcessPoolExecutor
 
+    from urbangen.io import write_json_atomic
+
     start, bundle_dir = time.perf_counter(), Path(args.bundle)
     with ProcessPoolExecutor(len(WORLD_ROLES)) as pool:
         list(pool.map(_make_world, [bundle_dir] * len(WORLD_ROLES), WORLD_ROLES))
@@ -396,7 +396,7 @@ def worlds(args: argparse.Namespace) -> dict:
         elif drift and max(drift) > args.tolerance:
             problems.append(f"{role}: an image's mean colour moved by {max(drift):.3f} > {args.tolerance}")
     check["problems"] = problems
-    (bundle_dir / "worlds" / "check.json").write_text(json.dumps(check, indent=2))
+    write_json_atomic(bundle_dir / "worlds" / "check.json", check)
     print(json.dumps(check), flush=True)
     if problems:
         raise SystemExit(f"{bundle_dir}: the remade worlds are not the run's: {'; '.join(problems)}")

@@ -158,18 +158,28 @@ def make_dataset(config: dict[str, Any], role: str, out: str | Path, parent_run_
     return {"role": role, "samples": n, **info}
 
 
-def make_world(cfg: PipelineConfig, role: str, out: str | Path, progress: bool = True) -> list[str]:
-    """The ``role`` world dataset of ``cfg`` (its ``source``/``target``/``val`` must be a world) into ``out``:
-    the same scenes wherever it runs, from the run's seeds. Returns the sample ids."""
-    from urbangen.world import make_dataset as make_world_dataset
-
+def world_settings(cfg: PipelineConfig, role: str) -> dict[str, Any]:
+    """How the ``role`` world of ``cfg`` is made (its ``source``/``target``/``val`` must be a world): the same
+    scenes wherever it runs, from the run's seeds."""
     spec = getattr(cfg, role)
     if not isinstance(spec, WorldData):
         raise UrbangenError(f"{role}: not a world dataset ({spec.kind})")
-    seed = cfg.seed + ROLE_SEED_OFFSET[role]
-    size = tuple(cfg.size)
-    city = f"{role}{cfg.seed}"
-    return make_world_dataset(out, ROLE_SPLIT[role], spec.n, seed, spec.style, cfg.style_seed, size, city, progress)
+    return {
+        "split": ROLE_SPLIT[role],
+        "n": spec.n,
+        "seed": cfg.seed + ROLE_SEED_OFFSET[role],
+        "style": spec.style,
+        "style_seed": cfg.style_seed,
+        "size": tuple(cfg.size),
+        "city": f"{role}{cfg.seed}",
+    }
+
+
+def make_world(cfg: PipelineConfig, role: str, out: str | Path, progress: bool = True) -> list[str]:
+    """The ``role`` world dataset of ``cfg`` into ``out`` (:func:`world_settings`). Returns the sample ids."""
+    from urbangen.world import make_dataset as make_world_dataset
+
+    return make_world_dataset(out, **world_settings(cfg, role), progress=progress)
 
 
 def _copy_dataset(spec: FolderData, out: Path, split: str) -> int:
