@@ -138,3 +138,43 @@ def test_depth_channel_and_controlnet_xs_refusal(target, tmp_path):
     assert meta["conditioning"]["depth"] and meta["conditioning"]["channels"] == 21
     with pytest.raises(UrbangenError, match="controlnet_xs needs a 4-channel latent space"):
         adapt(tiny_config(*target, tmp_path / "xs", stage1={"steps": 1}, stage2={"control": "controlnet_xs"}))
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_min_snr_weights_clip_each_timestep_at_gamma(kind):
+    from diffusers import DDPMScheduler
+
+    from urbangen.diffusion.train import min_snr_weights
+
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=kind)
+    t = torch.tensor([0, 100, 300, 500, 700, 900, 999])
+    alphas = scheduler.alphas_cumprod[t].double()
+    snr = alphas / (1 - alphas)
+    expected = {
+        "epsilon": snr.clamp(max=5) / snr,
+        "v_prediction": snr.clamp(max=5) / (snr + 1),
+        "sample": snr.clamp(max=5),
+    }
+    weights = min_snr_weights(scheduler, t, 5.0)
+    torch.testing.assert_close(weights.double(), expected[kind], rtol=1e-4, atol=1e-6)
+    # an x0 loss keeps the nearly clean timesteps and quiets the noisiest ones, an epsilon loss the reverse,
+    # a v loss peaks where SNR = gamma (weight gamma / (gamma + 1))
+    if kind == "sample":
+        assert weights[0] == 5 and weights[-1] < 0.01
+    elif kind == "epsilon":
+        assert weights[0] < 0.01 and weights[-1] == 1
+    else:
+        assert weights.max() <= 5 / 6 and weights[0] < 0.01 and weights[-1] < 0.01
+
+
+def test_patch_and_min_snr_settings_reach_the_trained_generator(target, tmp_path):
+    plain = adapt(tiny_config(*target, tmp_path / "plain", stage1={"steps": 2}), stage=1)["stage1"]
+    tuned = adapt(tiny_config(*target, tmp_path / "tuned", stage1={"steps": 2, "snr_gamma": 5.0}, patch=2), stage=1)[
+        "stage1"
+    ]
+    modules, meta = load_generator(tuned)
+    assert meta["patch"] == 2 and modules.patch == 2 and modules.unet.config.in_channels == 12
+    weighted = adapt(tiny_config(*target, tmp_path / "weighted", stage1={"steps": 2, "snr_gamma": 5.0}), stage=1)[
+        "stage1"
+    ]
+    assert read_meta(weighted)["weights_sha256"] != read_meta(plain)["weights_sha256"]

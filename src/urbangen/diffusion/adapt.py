@@ -124,6 +124,7 @@ def _stage1(cfg: AdaptConfig, out: Path, on_log: LogFn | None) -> Path:
         cfg.device,
         prediction=cfg.prediction_type,
         block_out_channels=cfg.block_out_channels,
+        patch=cfg.patch,
     )
     resolution = tuple(cfg.resolution or default_resolution(cfg.base, modules))
     _check_resolution(resolution, modules)

@@ -112,7 +112,7 @@ class Modules:
 def scratch_modules(name: str, domains: tuple[str, ...], seed: int, **overrides) -> Modules:
     """Seeded, randomly initialised pixel-space modules for a built-in base.
 
-    ``overrides`` replace :class:`ScratchSpec` fields (``prediction``, ``block_out_channels``; a different
+    ``overrides`` replace :class:`ScratchSpec` fields (``prediction``, ``block_out_channels``, ``patch``; a different
     number of levels than the base has means no attention outside the mid block).
     """
     spec = dataclasses.replace(scratch_spec(name), **{k: v for k, v in overrides.items() if v is not None})
@@ -199,7 +199,7 @@ def base_modules(base: str, domains: dict[str, str], seed: int, device: str = "c
         return scratch_modules(base, tuple(domains), seed, **overrides)
     if any(v is not None for v in overrides.values()):
         raise UrbangenError(
-            "prediction_type and block_out_channels apply to built-in bases only (a folder defines its model)"
+            "prediction_type, block_out_channels and patch apply to built-in bases only (a folder defines its model)"
         )
     if base_generator_meta(base) is not None:
         return generator_base(base_folder(base), tuple(domains))

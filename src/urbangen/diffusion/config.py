@@ -49,6 +49,12 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(default=0.0, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)
     ema: float | None = Field(default=None, gt=0, lt=1, description="EMA decay; the saved weights are the EMA")
+    snr_gamma: float | None = Field(
+        default=None,
+        gt=0,
+        description="Min-SNR loss weighting (Hang et al. 2023): each sample's loss weighed as an epsilon loss "
+        "clipped at SNR gamma (5 in the paper); None: plain MSE on the prediction target",
+    )
     checkpoint_every: int = Field(default=200, ge=1)
 
 
@@ -92,6 +98,11 @@ class AdaptConfig(StrictModel):
     )
     block_out_channels: tuple[int, ...] | None = Field(
         default=None, description="override the built-in base's UNet widths (one per level)"
+    )
+    patch: int | None = Field(
+        default=None,
+        ge=1,
+        description="override the built-in base's pixel patch (pixels per side folded into channels; small: 4)",
     )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
     crop_scale: tuple[float, float] = Field(default=(0.6, 1.0), description="random crop size range (fraction)")

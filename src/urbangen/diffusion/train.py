@@ -58,6 +58,27 @@ def diffusion_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.
     raise UrbangenError(f"unsupported scheduler prediction_type {kind!r}")
 
 
+def min_snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample loss weights of Min-SNR-gamma for the scheduler's prediction type.
+
+    The weight makes each timestep count like an epsilon loss whose SNR is clipped at ``gamma``: the
+    nearly clean timesteps (SNR far above gamma) no longer dominate an epsilon loss, the pure-noise ones
+    no longer dominate an x0 (``sample``) loss, where the model can only learn the blurred mean.
+    """
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(scheduler, t)
+    clipped = torch.clamp(snr, max=gamma)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return clipped / snr
+    if kind == "v_prediction":
+        return clipped / (snr + 1)
+    if kind == "sample":
+        return clipped
+    raise UrbangenError(f"unsupported scheduler prediction_type {kind!r}")
+
+
 def run(stage: StageRun, data: TargetSet, cfg: AdaptConfig, ckpt: Path, on_log: LogFn | None = None) -> dict:
     """Train ``stage`` up to ``stage.train.steps`` (resuming from ``ckpt`` if present); return a summary.
 
@@ -97,7 +118,11 @@ def run(stage: StageRun, data: TargetSet, cfg: AdaptConfig, ckpt: Path, on_log: 
         cond = stage.cond_fn(batch, gen)
         with accelerator.autocast():
             pred = model(noisy, t, batch["domain"].to(device), None if cond is None else cond.to(device))
-        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+        if tc.snr_gamma:
+            per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+            loss = (per_sample * min_snr_weights(scheduler, t, tc.snr_gamma)).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred.float(), target.float())
         accelerator.backward(loss)
         if tc.grad_clip:
             accelerator.clip_grad_norm_(list(params.values()), tc.grad_clip)
