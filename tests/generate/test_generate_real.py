@@ -196,6 +196,12 @@ def test_scoring_as_the_segmenter_labelled(tmp_path, tiny_generator, segmenter, 
     (labelling / "class_weights.json").unlink()
     result = CliRunner().invoke(main, [*args[:-2], "--out", str(tmp_path / "x"), "--pseudo-labels", str(labelling)])
     assert result.exit_code != 0 and "class_weights.json is missing" in result.output
+    # labels another segmenter made: its class weights do not fit this scorer's posterior
+    (labelling / "inference.json").write_text(
+        json.dumps({**record, "class_balance": False, "segmenter_sha256": "0" * 64})
+    )
+    result = CliRunner().invoke(main, [*args[:-2], "--out", str(tmp_path / "y"), "--pseudo-labels", str(labelling)])
+    assert result.exit_code != 0 and "labelled by another segmenter" in result.output
 
 
 def test_commands_report_bad_config_in_one_line(tmp_path, tiny_generator):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from safetensors.torch import load_file, save_file
 
 from urbangen.cli import main
 from urbangen.datasets.writer import DatasetWriter
@@ -214,6 +216,17 @@ def test_pseudo_labels_with_class_balance(toy_model, toy_root, tmp_path):
         pseudo_label(toy_model, source, out, **kwargs)
     with pytest.raises(UrbangenError, match="class_balance needs spatial_prior"):
         pseudo_label(toy_model, source, tmp_path / "none", threshold=0.5, class_balance=True)
+    # the weights fit this segmenter's posterior: another one neither resumes the folder nor applies them
+    other = tmp_path / "other"
+    shutil.copytree(toy_model, other)
+    weights_file = next(other.rglob("*.safetensors"))
+    tensors = load_file(weights_file)
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in tensors.items()}, weights_file)
+    with pytest.raises(UrbangenError, match="predictions of another segmenter"):
+        pseudo_label(other, source, out, class_balance=True, **kwargs)
+    with pytest.raises(UrbangenError, match=f"labelled by another segmenter than {other}"):
+        labelling(out, segmenter=other)
+    assert set(labelling(out, segmenter=toy_model)) == set(settings)
 
 
 def test_class_thresholds_from_histogram():

@@ -120,5 +120,5 @@ def load_segmenter(
         return BatchedPredictor(predictor, batch_size)
     from urbangen.segment.pseudo import labelling as labelling_settings
 
-    settings = labelling_settings(labelling)
+    settings = labelling_settings(labelling, segmenter=folder)
     return BatchedPredictor(predictor, batch_size, scorer_digest(folder, labelling), **settings)

@@ -6,7 +6,8 @@ Output folder (usable as ``DataSource.labels_dir``)::
     OUT/confidence/<id>.png    uint8 round(confidence * 255)
     OUT/prediction/<id>.png    the raw arg-max trainIds (before thresholding)
     OUT/summary.json           thresholds and kept / predicted pixels per class
-    OUT/inference.json         what the stored predictions were made with (checked when resuming)
+    OUT/inference.json         what the stored predictions were made with, the segmenter's content digest
+                               included (checked when resuming, and by a scorer applying the labelling)
     OUT/prior.npy              the class spatial prior, when one is used
     OUT/class_weights.json     the fitted class weights, with ``class_balance``
 
@@ -66,10 +67,23 @@ def class_thresholds(hist: np.ndarray, percentile: float, threshold: float) -> n
     return out
 
 
-def labelling(folder: str | Path) -> dict[str, Any]:
+def segmenter_digest(model_dir: str | Path) -> str:
+    """The content digest of a segmenter folder (the dataset store's digest of its files)."""
+    from urbangen.storage import digest_of, scan_dir
+
+    if not Path(model_dir).is_dir():
+        raise UrbangenError(f"segmenter folder not found: {model_dir}")
+    return digest_of(scan_dir(model_dir))
+
+
+def labelling(folder: str | Path, segmenter: str | Path | None = None) -> dict[str, Any]:
     """How the pseudo-labels in ``folder`` (an OUT of :func:`pseudo_label`) weighed the segmenter's
     posterior, as :meth:`Predictor.predict` keyword arguments: ``mode``, and ``prior`` / ``prior_weight`` /
-    ``class_weights`` when they were used. Another prediction with them labels as this folder did."""
+    ``class_weights`` when they were used. Another prediction with them labels as this folder did.
+
+    ``segmenter``: the folder of the model that will apply them; the class weights were fitted to the
+    posterior of the segmenter that made the labels, so another one is refused (folders from before the
+    record held the segmenter's digest cannot be checked)."""
     folder = Path(folder)
     info = folder / INFERENCE_FILE
     if not info.is_file():
@@ -78,6 +92,13 @@ def labelling(folder: str | Path) -> dict[str, Any]:
             "(it records how the labels were made)"
         )
     inference = json.loads(info.read_text())
+    made_by = inference.get("segmenter_sha256")
+    if segmenter is not None and made_by is not None and segmenter_digest(segmenter) != made_by:
+        raise UrbangenError(
+            f"{folder} was labelled by another segmenter than {segmenter} (digest {made_by[:12]}, this one "
+            f"{segmenter_digest(segmenter)[:12]}): its prior and class weights fit that segmenter's posterior; "
+            "score with the segmenter that made the pseudo-labels, or without them"
+        )
     settings: dict[str, Any] = {"mode": inference.get("predict_mode", "whole")}
     if inference.get("spatial_prior"):
         prior = folder / PRIOR_FILE
@@ -96,13 +117,19 @@ def labelling(folder: str | Path) -> dict[str, Any]:
 def _check_inference(path: Path, inference: dict[str, Any], resuming: bool) -> None:
     """Refuse to mix predictions made with other inference settings; record the settings otherwise.
     A folder from before the record existed resumes only without a prior (how it was made)."""
+    # records from before class balance, and before the segmenter's digest (which cannot be checked then)
+    older = {"class_balance": False, "segmenter_sha256": inference["segmenter_sha256"]}
     if path.is_file():
-        saved = {"class_balance": False, **json.loads(path.read_text())}  # records from before class balance
+        saved = {**older, **json.loads(path.read_text())}
     elif resuming:
-        saved = {"predict_mode": inference["predict_mode"], "spatial_prior": None, "prior_weight": None}
-        saved["class_balance"] = False
+        saved = {**older, "predict_mode": inference["predict_mode"], "spatial_prior": None, "prior_weight": None}
     else:
         saved = inference
+    if saved["segmenter_sha256"] != inference["segmenter_sha256"]:
+        raise UrbangenError(
+            f"{path.parent} holds predictions of another segmenter (digest {saved['segmenter_sha256'][:12]}, "
+            f"now {inference['segmenter_sha256'][:12]}); use a new output folder"
+        )
     changed = sorted(k for k in inference if saved.get(k) != inference[k])
     if changed:
         raise UrbangenError(
@@ -193,6 +220,7 @@ def pseudo_label(
         "spatial_prior": spatial_prior.model_dump(mode="json") if spatial_prior else None,
         "prior_weight": prior_weight if spatial_prior else None,
         "class_balance": class_balance,
+        "segmenter_sha256": segmenter_digest(model_dir),
     }
 
     # 1. inference (resumable): raw arg-max and 8-bit confidence per image
