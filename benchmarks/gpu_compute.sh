@@ -16,9 +16,8 @@
 #
 # Results in $OUT: results.json (every what-if's regenerate.json and exit status, every bundle's world
 # check), device.txt, tests.log and logs.tar.gz (logs, and six generated images per what-if for a look).
-# Where packages travel as wheels in .whl/ (a machine without an index), they are installed into /tmp/site
-# where they are missing. VARIANTS (default "x1 x16"), METHODS (default urbangen,urbangen_nofilter) and
-# TESTS=0 run less. Time on an H200 (2026-11-27): x1 on three bundles side by side, seeds 0-2 of both
+# Packages that travel as wheels in .whl/ are installed as benchmarks/gpu_env.sh says. VARIANTS (default
+# "x1 x16"), METHODS (default urbangen,urbangen_nofilter) and TESTS=0 run less. Time on an H200 (2026-11-27): x1 on three bundles side by side, seeds 0-2 of both
 # methods, ~7 min; x16's adaptation alone ~4 min (17 steps/s in stage 2; 9.7 side by side), then ~40 s per
 # segmenter. SMOKE=1 DEVICE=cpu runs the same orchestration with a few steps of everything (a check of the
 # script). Exits non-zero when a what-if failed (a deadline stop counts as one).
@@ -39,15 +38,9 @@ bundles=("$BUNDLES"/*/)
 [ ${#bundles[@]} -gt 0 ] || { echo "no bundles under $BUNDLES (benchmarks/adaptation.py bundle)"; exit 1; }
 rm -rf "$WORK"  # a fresh start: earlier what-ifs would resume or be reported as this run's
 mkdir -p "$OUT" "$WORK"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONPATH=$PWD/src
-if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import pydantic, diffusers, cityscapesscripts" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PYTHONPATH
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
-python3 -c "import torch, urbangen.generate.filtering, urbangen.diffusion.adapt, urbangen.segment.train
-print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')
-assert torch.cuda.is_available() or '$DEVICE' == 'cpu'" 2>&1 | tee -a "$OUT/device.txt" || exit 1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+source benchmarks/gpu_env.sh
+gpu_env "$OUT" || exit 1
 
 X1=(--readapt)
 X16=(--adapt-set stage1.steps=800 --adapt-set stage1.batch_size=32 --adapt-set stage1.checkpoint_every=1000
@@ -64,10 +57,7 @@ for variant in $VARIANTS; do
 done
 
 if [ "$DEVICE" != cpu ] && [ "${TESTS:-1}" != 0 ]; then
-  for tests in tests/segment/test_segment_train.py tests/generate/test_generate_real.py \
-    tests/diffusion/test_diffusion_sampler.py tests/deploy/test_export_tensorrt.py; do  # one each: conftest names
-    timeout "$(left)" python3 -m pytest -m gpu -p no:cacheprovider -q "$tests" 2>&1
-  done > "$OUT/tests.log" &
+  gpu_tests "$(left)" > "$OUT/tests.log" &
 fi
 
 for bundle in "${bundles[@]}"; do

@@ -48,7 +48,7 @@ def demo_config(
 def run_demo(cfg: PipelineConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
     """Run the pipeline locally into ``out`` (``resume``: keep the steps an earlier run there finished);
     returns results.json's content."""
-    from urbangen.io import atomic_path
+    from urbangen.io import atomic_path, write_json_atomic
     from urbangen.pipeline_cli import run_local
 
     out = Path(out).resolve()
@@ -61,7 +61,7 @@ def run_demo(cfg: PipelineConfig, out: str | Path, resume: bool = False) -> dict
     results = json.loads((out / "results.json").read_text())
     results["total_seconds"] = time.time() - started  # this invocation's; steps reused by --resume cost ~0
     results["resumed"] = resume
-    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(out / "results.json", results)
     return results
 
 
