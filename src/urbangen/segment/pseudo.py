@@ -93,10 +93,11 @@ def labelling(folder: str | Path, segmenter: str | Path | None = None) -> dict[s
         )
     inference = json.loads(info.read_text())
     made_by = inference.get("segmenter_sha256")
-    if segmenter is not None and made_by is not None and segmenter_digest(segmenter) != made_by:
+    applied_by = segmenter_digest(segmenter) if segmenter is not None and made_by is not None else made_by
+    if applied_by != made_by:
         raise UrbangenError(
             f"{folder} was labelled by another segmenter than {segmenter} (digest {made_by[:12]}, this one "
-            f"{segmenter_digest(segmenter)[:12]}): its prior and class weights fit that segmenter's posterior; "
+            f"{applied_by[:12]}): its prior and class weights fit that segmenter's posterior; "
             "score with the segmenter that made the pseudo-labels, or without them"
         )
     settings: dict[str, Any] = {"mode": inference.get("predict_mode", "whole")}
