@@ -71,7 +71,7 @@ def min_snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
     clipped = torch.clamp(snr, max=gamma)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
-        return clipped / snr
+        return torch.clamp(gamma / snr, max=1.0)  # min(SNR, gamma) / SNR, and 1 (not 0/0) where SNR is 0
     if kind == "v_prediction":
         return clipped / (snr + 1)
     if kind == "sample":
