@@ -846,13 +846,18 @@ def target_pairs(target: Path, labels: Path) -> list[tuple[np.ndarray, np.ndarra
 
 def save_grid(path: Path, labels, sims, generated, real_root) -> None:
     """Rows: label map | sim render | generated | a real target image (for the look)."""
-    from urbangen.datasets import open_dataset
-    from urbangen.io import read_rgb
     from urbangen.labels import cityscapes19
 
-    reals = [read_rgb(s.image) for s in open_dataset("cityscapes", real_root).index("train").samples[: len(labels)]]
-    rows = zip(labels, sims, generated, reals, strict=True)
+    rows = zip(labels, sims, generated, real_images(real_root, len(labels)), strict=True)
     write_grid(path, [[cityscapes19().colorize(label), sim, gen, real] for label, sim, gen, real in rows])
+
+
+def real_images(root: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` train images of a real target dataset (a grid's last column, for the look)."""
+    from urbangen.datasets import open_dataset
+    from urbangen.io import read_rgb
+
+    return [read_rgb(s.image) for s in open_dataset("cityscapes", root).index("train").samples[:n]]
 
 
 def write_grid(path: Path, rows: list[list[np.ndarray]]) -> None:
@@ -876,16 +881,16 @@ def grid(args: argparse.Namespace) -> dict:
 
     source = open_dataset("cityscapes", args.source)
     samples = source.index("train").samples[: args.n]
-    datasets = {root: open_dataset("cityscapes", root).index("train").samples for root in args.data}
-    reals = [read_rgb(s.image) for s in open_dataset("cityscapes", args.real).index("train").samples[: args.n]]
+    datasets = [  # a list, not a dict: a root given twice is two columns
+        (root, {s.id: s for s in open_dataset("cityscapes", root).index("train").samples}) for root in args.data
+    ]
     rows = []
-    for sample, real in zip(samples, reals, strict=True):
+    for sample, real in zip(samples, real_images(args.real, args.n), strict=True):
         row = [cityscapes19().colorize(source.load_train_ids(sample)), read_rgb(sample.image)]
-        for root, data in datasets.items():
-            match = [s for s in data if s.id == sample.id]
-            if not match:
+        for root, by_id in datasets:
+            if sample.id not in by_id:
                 raise SystemExit(f"{root}: no image for source map {sample.id}")
-            row.append(read_rgb(match[0].image))
+            row.append(read_rgb(by_id[sample.id].image))
         rows.append([*row, real])
     write_grid(args.out, rows)
     print(f"{args.out}: {len(rows)} rows of label | source | {' | '.join(map(str, args.data))} | real")

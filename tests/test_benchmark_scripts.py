@@ -125,3 +125,18 @@ def test_a_bundle_travels_and_its_worlds_are_remade_or_refused(adaptation, tmp_p
         adaptation.demo_artefacts(bundle)  # what-ifs refuse a bundle whose check failed
     with pytest.raises(SystemExit, match="a bundle folder that was used already"):
         adaptation.bundle(argparse.Namespace(**given, out=bundle))
+
+
+def test_grid_puts_each_maps_images_side_by_side(adaptation, tmp_path):
+    from PIL import Image
+
+    from urbangen.pipeline_config import preset
+
+    run = _fake_run(tmp_path, preset("smoke", seed=3, style_seed=4))
+    source, target = run / "make-dataset" / "data", run / "make-dataset-2" / "data"
+    args = argparse.Namespace(source=source, data=[source, source], real=target, n=2, out=tmp_path / "grid.png")
+    info = adaptation.grid(args)
+    assert info["rows"] == 2 and len(info["columns"]) == 5
+    assert Image.open(args.out).size == (5 * 128, 2 * 64)  # smoke scenes are 64 x 128
+    with pytest.raises(SystemExit, match="no image for source map source3_"):  # the target has other ids
+        adaptation.grid(argparse.Namespace(**{**vars(args), "data": [target]}))
