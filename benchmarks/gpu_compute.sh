@@ -17,9 +17,9 @@
 # Results in $OUT: results.json (every what-if's regenerate.json and exit status, every bundle's world
 # check), device.txt, tests.log and logs.tar.gz (logs, and six generated images per what-if for a look).
 # Packages that travel as wheels in .whl/ are installed as benchmarks/gpu_env.sh says. VARIANTS (default
-# "x1 x16"), METHODS (default urbangen,urbangen_nofilter) and TESTS=0 run less. Time on an H200 (2026-11-27): x1 on three bundles side by side, seeds 0-2 of both
-# methods, ~7 min; x16's adaptation alone ~4 min (17 steps/s in stage 2; 9.7 side by side), then ~40 s per
-# segmenter. SMOKE=1 DEVICE=cpu runs the same orchestration with a few steps of everything (a check of the
+# "x1 x16"), METHODS (default urbangen,urbangen_nofilter) and TESTS=0 run less. Time on an H200
+# (2026-11-27): x1 on three bundles side by side, seeds 0-2 of both methods, ~7 min; x16's adaptation
+# alone ~4 min (17 steps/s in stage 2; 9.7 side by side), then ~40 s per segmenter. SMOKE=1 DEVICE=cpu runs the same orchestration with a few steps of everything (a check of the
 # script). Exits non-zero when a what-if failed (a deadline stop counts as one).
 set -uo pipefail
 shopt -s nullglob
