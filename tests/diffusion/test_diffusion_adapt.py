@@ -131,6 +131,13 @@ def test_bad_data_is_reported(tmp_path):
         adapt(tiny_config(root, labels, tmp_path / "d", resolution=(33, 64)))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused_not_run_on_the_cpu(target, tmp_path):
+    with pytest.raises(UrbangenError, match="'cuda' requested but torch sees no CUDA device"):
+        adapt(tiny_config(*target, tmp_path, device="cuda"), stage=1)
+    assert not (tmp_path / "stage1").exists()
+
+
 def test_depth_channel_and_controlnet_xs_refusal(target, tmp_path):
     out = tmp_path / "depth"
     adapt(tiny_config(*target, out, stage1={"steps": 1}, stage2={"steps": 1, "depth": True}))

@@ -88,6 +88,9 @@ def run(stage: StageRun, data: TargetSet, cfg: AdaptConfig, ckpt: Path, on_log: 
     from tqdm.auto import tqdm
 
     tc = stage.train
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        # accelerate would quietly train on the CPU instead (a GPU preset then takes days)
+        raise UrbangenError(f"adapt: device {cfg.device!r} requested but torch sees no CUDA device")
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu")
     device = accelerator.device
     params = trainable(stage.model)

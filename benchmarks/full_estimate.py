@@ -1,0 +1,220 @@
+"""How long would `urbangen demo --scale full` take on this machine? Measure every step of the `full` preset at
+its own settings on a slice of the work, then project the whole run.
+
+    python benchmarks/full_estimate.py --out OUT                 # a GPU machine: the `full` preset as it is
+    python benchmarks/full_estimate.py --out OUT --smoke         # a check of the script (tiny models, CPU)
+
+Each step runs through the same library calls as the pipeline's step functions (urbangen.steps), without
+MLflow and kfp: world scenes, a segmenter's training (the steady images/s of the last logged window) and
+its evaluation on val, pseudo-labels with the spatial prior, FDA, stage 1 and stage 2 of the generator's
+adaptation (steady steps/s after the first log), generation with the preset's engine (the first batch,
+with torch.compile and CUDA-graph capture, timed apart from the steady batches) and MCOC filtering with
+rectification. The projection multiplies each steady rate by the preset's amount of that work (scenes,
+iterations x trainings, steps, candidates, maps) and adds the one-off compile; it runs the steps one
+after another (the pipeline overlaps the three world tasks and the five trainings where it can), so it
+is an upper bound for this machine. Writes OUT/estimate.json after every step (a run cut short keeps what
+it measured) and prints a table at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+METHODS = ("source_only", "fda", "urbangen_nofilter", "urbangen", "oracle")
+
+
+def smoke_overrides(cfg):
+    """Tiny models and sizes so the script's orchestration runs in a minute or two on a CPU."""
+    segment = {**cfg.segment, "model": "tiny", "crop_size": (64, 128), "warmup_iters": 0, "log_every": 5}
+    adapt = {**cfg.adapt, "base": "tiny", "device": "cpu", "mixed_precision": "no"}
+    generate = {**cfg.generate, "engine": {"kind": "fast", "device": "cpu", "dtype": "float32", "compile": False}}
+    return cfg.model_copy(update={"size": (64, 128), "segment": segment, "adapt": adapt, "generate": generate})
+
+
+class Estimate:
+    """Measured rates and the projected seconds per step, saved after every step."""
+
+    def __init__(self, out: Path, cfg, args: argparse.Namespace) -> None:
+        from urbangen.io import write_json_atomic
+
+        self._write = write_json_atomic
+        self.path = out / "estimate.json"
+        self.data: dict = {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": device_name(),
+            "python": platform.python_version(),
+            "smoke": args.smoke,
+            "preset": {
+                "size": list(cfg.size),
+                "scenes": {role: getattr(cfg, role).n for role in ("source", "target", "val")},
+                "train_seeds": list(cfg.train_seeds),
+                "segment": {k: cfg.segment[k] for k in ("model", "iterations", "batch_size", "crop_size")},
+                "adapt": {
+                    "base": cfg.adapt["base"],
+                    "stage1_steps": cfg.adapt["stage1"]["steps"],
+                    "stage2_steps": cfg.adapt["stage2"]["steps"],
+                },
+                "generate": {k: cfg.generate[k] for k in ("candidates", "steps", "batch_size")},
+            },
+            "steps": {},
+        }
+
+    def add(self, name: str, measured: dict, projected_s: float, note: str) -> None:
+        self.data["steps"][name] = {"measured": measured, "projected_s": round(projected_s, 1), "note": note}
+        self.data["projected_total_s"] = round(sum(s["projected_s"] for s in self.data["steps"].values()), 1)
+        self._write(self.path, self.data)
+        print(f"{name}: {measured} -> {projected_s / 60:.1f} min ({note})", flush=True)
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    return f"CPU {platform.processor() or platform.machine()} x{__import__('os').cpu_count()}, torch {torch.__version__}"
+
+
+def steady_rate(marks: list[tuple[float, float]]) -> float:
+    """Units per second between the first and the last (time, units done) mark."""
+    (t0, u0), (t1, u1) = marks[0], marks[-1]
+    if t1 <= t0 or u1 <= u0:
+        raise SystemExit(f"too few progress marks to time a steady rate: {marks}")
+    return (u1 - u0) / (t1 - t0)
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--scenes", type=int, default=32, help="scenes per world (val: half)")
+    parser.add_argument("--seg-iterations", type=int, default=200, help="segmenter iterations measured")
+    parser.add_argument("--adapt-steps", type=int, default=100, help="adaptation steps measured per stage")
+    parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
+    args = parser.parse_args(argv)
+
+    from urbangen import steps
+    from urbangen.baselines.fda import fda_dataset
+    from urbangen.config import validate
+    from urbangen.diffusion.adapt import run_stage1, run_stage2
+    from urbangen.generate.filtering import filter_and_rectify
+    from urbangen.generate.run import generate_candidates
+    from urbangen.pipeline_config import preset
+    from urbangen.segment.pseudo import pseudo_label
+    from urbangen.segment.train import TrainConfig, train
+
+    full = preset("full")
+    cfg = smoke_overrides(full) if args.smoke else full
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    est = Estimate(out, full, args)
+    scenes = full.source.n, full.target.n, full.val.n
+    trainings = len(METHODS) * len(full.train_seeds)
+
+    # world scenes (CPU): the three roles, a slice of each
+    sliced = {"source": args.scenes, "target": args.scenes, "val": max(2, args.scenes // 2)}
+    small = cfg.model_copy(update={role: getattr(cfg, role).model_copy(update={"n": n}) for role, n in sliced.items()})
+    data = {role: out / "world" / role for role in sliced}
+    seconds = sum(timed(steps.make_world, small, role, data[role], progress=False)[0] for role in sliced)
+    per_scene = seconds / sum(sliced.values())
+    est.add("world", {"s_per_scene": round(per_scene, 4)}, per_scene * sum(scenes), f"{sum(scenes)} scenes")
+
+    # a segmenter: training (steady images/s) ...
+    logs: list[dict] = []
+    sources = [steps._source(data["source"], "train").model_dump()]
+    settings = {**cfg.segment, "iterations": args.seg_iterations, "checkpoint_every": 10**9}
+    seg_cfg = validate(TrainConfig, {"sources": sources, **settings}, "segment")
+    model = train(seg_cfg, out / "seg" / "seed-0", on_log=logs.append)
+    images_per_s = logs[-1]["images_per_s"]
+    per_training = full.segment["iterations"] * full.segment["batch_size"] / images_per_s
+    est.add(
+        "train",
+        {"images_per_s": round(images_per_s, 2), "iterations": args.seg_iterations},
+        per_training * trainings,
+        f"{trainings} trainings ({len(METHODS)} methods x {len(full.train_seeds)} seeds) of "
+        f"{full.segment['iterations']} iterations, {per_training / 60:.1f} min each",
+    )
+
+    # ... and its evaluation on val, as the evaluate step predicts
+    seconds, _ = timed(steps._evaluate_one, model, data["val"], out / "pred")
+    per_val = seconds / sliced["val"]
+    est.add("evaluate", {"s_per_image": round(per_val, 4)}, per_val * full.val.n * trainings, f"{trainings} models")
+
+    # pseudo-labels of the target images with the source's spatial prior (the pipeline's options)
+    options = {k: v for k, v in cfg.pseudo_label.model_dump().items() if k != "spatial_prior"}
+    prior = steps._source(data["source"], "train") if cfg.pseudo_label.spatial_prior else None
+    seconds, _ = timed(
+        pseudo_label, model, steps._source(data["target"], "train"), out / "pseudo", spatial_prior=prior, **options
+    )
+    per_target = seconds / sliced["target"]
+    est.add("pseudo_label", {"s_per_image": round(per_target, 4)}, per_target * full.target.n, "target scenes")
+
+    # FDA renders of the source
+    params = {"seed": cfg.seed, **cfg.fda.model_dump(exclude_none=True)}
+    source, target = steps._source(data["source"], "train"), steps._source(data["target"], "train")
+    seconds, _ = timed(fda_dataset, source, target, out / "fda", **params)
+    per_fda = seconds / sliced["source"]
+    est.add("fda", {"s_per_image": round(per_fda, 4)}, per_fda * full.source.n, "source scenes")
+
+    # generator adaptation, stage 1 then stage 2: steady steps/s after the first progress log
+    adapt = {**cfg.adapt}
+    for stage in ("stage1", "stage2"):
+        adapt[stage] = {**adapt[stage], "steps": args.adapt_steps, "checkpoint_every": 10**9}
+    adapt_cfg = steps._adapt_config(cfg.model_copy(update={"adapt": adapt}), data["target"], out / "pseudo", out / "gen")
+    for number, run_stage in ((1, run_stage1), (2, run_stage2)):
+        marks: list[tuple[float, float]] = []
+        run_stage(adapt_cfg, out / "gen", lambda record, m=marks: m.append((time.perf_counter(), record["step"])))
+        rate = steady_rate(marks)
+        total = full.adapt[f"stage{number}"]["steps"]
+        est.add(f"adapt_stage{number}", {"steps_per_s": round(rate, 3)}, total / rate, f"{total} steps")
+
+    # generation with the preset's engine: the first batch (compile, graph capture) apart from the rest
+    gen_cfg = steps._generate_config(
+        cfg, out / "gen", data["source"], out / "candidates", out / "seg", pseudo_labels=out / "pseudo"
+    )
+    marks = []
+    start = time.perf_counter()
+    generate_candidates(gen_cfg, out_dir=out / "candidates", on_log=lambda s: marks.append((time.perf_counter(), s["done"])))
+    first_batch = marks[0][0] - start
+    per_map = 1 / steady_rate(marks)
+    candidates = full.generate["candidates"]
+    est.add(
+        "generate",
+        {"first_batch_s": round(first_batch, 1), "maps_per_s": round(1 / per_map, 3),
+         "images_per_s": round(candidates / per_map, 2)},
+        first_batch + per_map * full.source.n,
+        f"{full.source.n} maps x {candidates} candidates, the first batch's compile once",
+    )  # fmt: skip
+
+    # MCOC filter + rectification of those candidates, scored as the pseudo-labeller labelled, and the
+    # unfiltered variant beside it (as the filter-rectify step writes both)
+    start = time.perf_counter()
+    summary = filter_and_rectify(gen_cfg, out / "candidates", out / "generated")
+    plain = gen_cfg.model_copy(
+        update={"filter": False, "rectify": gen_cfg.rectify.model_copy(update={"enabled": False})}
+    )
+    filter_and_rectify(plain, out / "candidates", out / "unfiltered")
+    seconds = time.perf_counter() - start
+    per_filtered = seconds / sliced["source"]
+    est.add(
+        "filter_rectify",
+        {"s_per_map": round(per_filtered, 4), "kept": summary["kept"]},
+        per_filtered * full.source.n,
+        f"{full.source.n} maps",
+    )
+    total = est.data["projected_total_s"]
+    print(f"projected `full` run on {est.data['machine']}: {total / 3600:.1f} h (steps one after another)")
+    return est.data
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
