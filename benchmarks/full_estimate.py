@@ -19,7 +19,7 @@ it measured) and prints a table at the end.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import sys
 import time
@@ -76,7 +76,7 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    return f"CPU {platform.processor() or platform.machine()} x{__import__('os').cpu_count()}, torch {torch.__version__}"
+    return f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()}, torch {torch.__version__}"
 
 
 def steady_rate(marks: list[tuple[float, float]]) -> float:
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     adapt = {**cfg.adapt}
     for stage in ("stage1", "stage2"):
         adapt[stage] = {**adapt[stage], "steps": args.adapt_steps, "checkpoint_every": 10**9}
-    adapt_cfg = steps._adapt_config(cfg.model_copy(update={"adapt": adapt}), data["target"], out / "pseudo", out / "gen")
+    with_steps = cfg.model_copy(update={"adapt": adapt})
+    adapt_cfg = steps._adapt_config(with_steps, data["target"], out / "pseudo", out / "gen")
     for number, run_stage in ((1, run_stage1), (2, run_stage2)):
         marks: list[tuple[float, float]] = []
         run_stage(adapt_cfg, out / "gen", lambda record, m=marks: m.append((time.perf_counter(), record["step"])))
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     marks = []
     start = time.perf_counter()
-    generate_candidates(gen_cfg, out_dir=out / "candidates", on_log=lambda s: marks.append((time.perf_counter(), s["done"])))
+    on_log = lambda snapshot: marks.append((time.perf_counter(), snapshot["done"]))  # noqa: E731
+    generate_candidates(gen_cfg, out_dir=out / "candidates", on_log=on_log)
     first_batch = marks[0][0] - start
     per_map = 1 / steady_rate(marks)
     candidates = full.generate["candidates"]
