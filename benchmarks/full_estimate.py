@@ -53,7 +53,9 @@ class Estimate:
                 "size": list(cfg.size),
                 "scenes": {role: getattr(cfg, role).n for role in ("source", "target", "val")},
                 "train_seeds": list(cfg.train_seeds),
-                "segment": {k: cfg.segment[k] for k in ("model", "iterations", "batch_size", "crop_size")},
+                "segment": {
+                    k: cfg.segment[k] for k in ("model", "iterations", "batch_size", "crop_size", "num_workers")
+                },
                 "adapt": {
                     "base": cfg.adapt["base"],
                     "stage1_steps": cfg.adapt["stage1"]["steps"],
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scenes", type=int, default=32, help="scenes per world (val: half)")
     parser.add_argument("--seg-iterations", type=int, default=200, help="segmenter iterations measured")
     parser.add_argument("--adapt-steps", type=int, default=100, help="adaptation steps measured per stage")
+    parser.add_argument("--seg-workers", type=int, help="override segment.num_workers (the preset's: 0)")
+    parser.add_argument("--train-only", action="store_true", help="the world slice and the training only")
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
     args = parser.parse_args(argv)
 
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     from urbangen.segment.train import TrainConfig, train
 
     full = preset("full")
+    if args.seg_workers is not None:
+        full = full.model_copy(update={"segment": {**full.segment, "num_workers": args.seg_workers}})
     cfg = smoke_overrides(full) if args.smoke else full
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{trainings} trainings ({len(METHODS)} methods x {len(full.train_seeds)} seeds) of "
         f"{full.segment['iterations']} iterations, {per_training / 60:.1f} min each",
     )
+    if args.train_only:
+        return est.data
 
     # ... and its evaluation on val, as the evaluate step predicts
     seconds, _ = timed(steps._evaluate_one, model, data["val"], out / "pred")
