@@ -277,7 +277,9 @@ SCALES: dict[str, dict[str, Any]] = {
         **_world(2000, 2000, 500),
         "generate_shards": 8,
         "train_seeds": [0, 1, 2],
-        "segment": {**DEMO_SEGMENT, "model": "b0", "iterations": 20000, "crop_size": (256, 512)},
+        # 8 data workers: 183 images/s of b0 training on an H100 against 61 with the demo's 0 (decoding and
+        # cropping 256x512 scenes in the training process starved the GPU; docs/BENCHMARKS.md "The `full` preset")
+        "segment": {**DEMO_SEGMENT, "model": "b0", "iterations": 20000, "crop_size": (256, 512), "num_workers": 8},
         "adapt": {
             "base": "base",
             "device": "cuda",
