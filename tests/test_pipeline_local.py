@@ -260,3 +260,13 @@ def test_a_fresh_run_clears_only_earlier_run_folders(tmp_path):
     assert all(folder.is_dir() for folder in kept) and (ws / "mlflow.db").is_file()
     assert (outside / "keep.png").is_file()
     assert clear_earlier_runs(ws) == (0, 0)
+
+
+def test_a_cuda_config_is_refused_before_any_step_on_a_cpu_machine(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("checks the refusal on a machine without CUDA")
+    result = CliRunner().invoke(main, ["demo", "--scale", "full", "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert "adapt.device, generate.engine.device: the config asks for a CUDA GPU" in result.output
+    assert not (tmp_path / "out" / "workspace" / "kfp").exists()  # no step ran

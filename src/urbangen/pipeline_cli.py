@@ -53,6 +53,19 @@ def local_environment(workspace: Path) -> dict[str, str]:
     }
 
 
+def check_devices(cfg: PipelineConfig) -> None:
+    """Refuse, before any step runs, a config that asks for CUDA on a machine where torch sees none (the
+    `full` preset on a CPU machine would otherwise run for hours before its adaptation step fails)."""
+    import torch
+
+    fields = cfg.cuda_fields()
+    if fields and not torch.cuda.is_available():
+        raise UrbangenError(
+            f"{', '.join(fields)}: the config asks for a CUDA GPU but torch sees none on this machine; run it "
+            "on a GPU machine or set these fields to cpu (the smoke and demo scales run on a CPU)"
+        )
+
+
 def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) -> dict[str, Path]:
     """Run the whole pipeline on this machine through kfp.local; returns the report and results paths.
 
@@ -64,6 +77,7 @@ def run_local(cfg: PipelineConfig, workspace: str | Path, resume: bool = False) 
 
     from urbangen.pipelines.urbangen_pipeline import build_pipeline
 
+    check_devices(cfg)
     workspace = Path(workspace).resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     cache = workspace / "kfp-cache"

@@ -181,6 +181,16 @@ class PipelineConfig(StrictModel):
             raise ValueError("\n".join(problems))
         return config
 
+    def cuda_fields(self) -> list[str]:
+        """The step settings that ask for a CUDA device (``cuda``, ``cuda:N``), as ``section.field``."""
+        devices = {
+            "segment.device": self.segment.get("device"),
+            "pseudo_label.device": self.pseudo_label.device,
+            "adapt.device": self.adapt.get("device"),
+            "generate.engine.device": (self.generate.get("engine") or {}).get("device"),
+        }
+        return [name for name, device in devices.items() if str(device or "").startswith("cuda")]
+
     def parameter(self) -> dict[str, Any]:
         """The config as a KFP parameter value (JSON; KFP refuses nulls, and unset optionals default again)."""
         return self.model_dump(mode="json", exclude_none=True)
