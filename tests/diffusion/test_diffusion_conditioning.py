@@ -38,6 +38,15 @@ def test_condition_tensor_channels():
     assert ConditionSpec.from_dict(spec.to_dict()) == spec
 
 
+def test_condition_tensor_is_the_one_hot_of_the_labels_with_unknown_last():
+    spec = ConditionSpec(num_classes=19)
+    labels = torch.randint(0, 256, (3, 17, 23), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    index = torch.where(labels.long() < 19, labels.long(), 19)
+    expected = torch.nn.functional.one_hot(index, 20).permute(0, 3, 1, 2).float()
+    cond = condition_tensor(labels, spec)
+    assert cond.dtype == torch.float32 and cond.is_contiguous() and torch.equal(cond, expected)
+
+
 def test_condition_dropout_zeroes_whole_samples_at_the_given_rate():
     cond = torch.ones(2000, 3, 2, 2)
     dropped = drop_condition(cond, 0.25, torch.Generator().manual_seed(0))

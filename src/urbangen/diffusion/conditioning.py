@@ -63,10 +63,12 @@ def condition_tensor(labels: torch.Tensor, spec: ConditionSpec, depth_m: torch.T
     The one-hot channels hold 1/0, the unknown channel 1 where the class is unknown, depth in [0, 1].
     """
     labels = labels.long()
-    known = labels < spec.num_classes
-    index = torch.where(known, labels, torch.full_like(labels, spec.num_classes))
-    # contiguous (NCHW) memory: CPU convolutions give slightly different results for other layouts
-    onehot = torch.nn.functional.one_hot(index, spec.num_classes + 1).permute(0, 3, 1, 2).float().contiguous()
+    index = torch.where(labels < spec.num_classes, labels, spec.num_classes)
+    # written straight into contiguous (NCHW) float memory, on the labels' device: F.one_hot's int64
+    # (B,H,W,C) tensor and its permuted copy took ~0.3 s per batch of eight 256x512 maps on a CPU thread
+    b, h, w = labels.shape
+    onehot = torch.zeros((b, spec.num_classes + 1, h, w), device=labels.device)
+    onehot.scatter_(1, index[:, None], 1.0)
     if not spec.depth:
         return onehot
     if depth_m is None:
@@ -77,8 +79,10 @@ def condition_tensor(labels: torch.Tensor, spec: ConditionSpec, depth_m: torch.T
 
 
 def drop_condition(cond: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Replace each sample's condition by zeros with probability ``p`` (the null condition of CFG)."""
+    """Replace each sample's condition by zeros with probability ``p`` (the null condition of CFG), in place:
+    only the dropped samples' memory is written (a product over the batch cost a pass over all of it)."""
     if p <= 0:
         return cond
-    keep = torch.rand(cond.shape[0], generator=generator) >= p
-    return cond * keep.to(cond)[:, None, None, None]
+    dropped = torch.rand(cond.shape[0], generator=generator) < p
+    cond[dropped.to(cond.device)] = 0.0
+    return cond

@@ -139,7 +139,8 @@ class Generator:
             depth = torch.as_tensor(
                 np.asarray(depth, dtype=np.float32) if not isinstance(depth, torch.Tensor) else depth
             )
-        return condition_tensor(labels, self.spec, depth).to(self.device, self.dtype)
+        depth = depth.to(self.device) if depth is not None else None
+        return condition_tensor(labels.to(self.device), self.spec, depth).to(self.dtype)
 
     def encoder_states(self, batch: int, domain: int = 0) -> torch.Tensor:
         """The cross-attention input: the domain embedding repeated over the batch."""

@@ -112,6 +112,8 @@ def run(stage: StageRun, data: TargetSet, cfg: AdaptConfig, ckpt: Path, on_log: 
         for group in optimizer.param_groups:
             group["lr"] = tc.lr * min(1.0, (step + 1) / tc.warmup) if tc.warmup else tc.lr
         batch = data.batch(data_rng, tc.batch_size)
+        # the condition is built where the model runs (a one-hot of 256x512 maps is slow on a CPU thread)
+        batch.update({k: batch[k].to(device) for k in ("labels", "depth") if k in batch})
         with torch.no_grad():
             x0 = stage.modules.encode(batch["images"].to(device), gen).float()
         noise = torch.randn(x0.shape, generator=gen).to(device)
