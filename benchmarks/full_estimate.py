@@ -3,17 +3,20 @@ its own settings on a slice of the work, then project the whole run.
 
     python benchmarks/full_estimate.py --out OUT                 # a GPU machine: the `full` preset as it is
     python benchmarks/full_estimate.py --out OUT --smoke         # a check of the script (tiny models, CPU)
+    python benchmarks/full_estimate.py --out OUT --seg-iterations 4 --stop-after adapt_data   # a CPU machine:
+                                                  # the steps before adaptation and its data preparation
 
 Each step runs through the same library calls as the pipeline's step functions (urbangen.steps), without
 MLflow and kfp: world scenes, a segmenter's training (the steady images/s of the last logged window) and
-its evaluation on val, pseudo-labels with the spatial prior, FDA, stage 1 and stage 2 of the generator's
-adaptation (steady steps/s after the first log), generation with the preset's engine (the first batch,
-with torch.compile and CUDA-graph capture, timed apart from the steady batches) and MCOC filtering with
-rectification. The projection multiplies each steady rate by the preset's amount of that work (scenes,
-iterations x trainings, steps, candidates, maps) and adds the one-off compile; it runs the steps one
-after another (the pipeline overlaps the three world tasks and the five trainings where it can), so it
-is an upper bound for this machine. Writes OUT/estimate.json after every step (a run cut short keeps what
-it measured) and prints a table at the end.
+its evaluation on val, pseudo-labels with the spatial prior, FDA, the adaptation's data preparation per
+batch (crops on the CPU, the control condition on the training device; under ``details``: part of the
+adaptation's time), stage 1 and stage 2 of the adaptation (steady steps/s after the first log),
+generation with the preset's engine (the first batch, with torch.compile and CUDA-graph capture, timed
+apart from the steady batches) and MCOC filtering with rectification. The projection multiplies each
+steady rate by the preset's amount of that work (scenes, iterations x trainings, steps, candidates, maps)
+and adds the one-off compile; it runs the steps one after another (the pipeline overlaps the three world
+tasks and the five trainings where it can), so it is an upper bound for this machine. Writes
+OUT/estimate.json after every measurement (a run cut short keeps what it measured).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ import time
 from pathlib import Path
 
 METHODS = ("source_only", "fda", "urbangen_nofilter", "urbangen", "oracle")
+STEPS = ("world", "train", "evaluate", "pseudo_label", "fda", "adapt_data", "adapt_stage1", "adapt_stage2", "generate")
+
+
+class StopAfterError(Exception):
+    """Raised by :class:`Estimate` after the measurement ``--stop-after`` names."""
 
 
 def smoke_overrides(cfg):
@@ -43,6 +51,7 @@ class Estimate:
         from urbangen.io import write_json_atomic
 
         self._write = write_json_atomic
+        self.stop_after = args.stop_after
         self.path = out / "estimate.json"
         self.data: dict = {
             "date": time.strftime("%Y-%m-%d"),
@@ -66,11 +75,57 @@ class Estimate:
             "steps": {},
         }
 
+    def note(self, name: str, measured: dict) -> None:
+        """A measurement that is part of a step already projected (not added to the total)."""
+        self.data.setdefault("details", {})[name] = measured
+        self._write(self.path, self.data)
+        print(f"{name}: {measured}", flush=True)
+        if name == self.stop_after:
+            raise StopAfterError
+
     def add(self, name: str, measured: dict, projected_s: float, note: str) -> None:
         self.data["steps"][name] = {"measured": measured, "projected_s": round(projected_s, 1), "note": note}
         self.data["projected_total_s"] = round(sum(s["projected_s"] for s in self.data["steps"].values()), 1)
         self._write(self.path, self.data)
         print(f"{name}: {measured} -> {projected_s / 60:.1f} min ({note})", flush=True)
+        if name == self.stop_after:
+            raise StopAfterError
+
+
+def adapt_data_times(adapt_cfg, repeats: int = 10) -> dict:
+    """ms per batch of the adaptation's data preparation in the training process: stage 2's random crops
+    (with label erosion) on the CPU, and its control condition (one-hot + condition dropout) on the
+    training device."""
+    import numpy as np
+    import torch
+
+    from urbangen.diffusion import stage2
+    from urbangen.diffusion.build import base_modules, default_resolution
+    from urbangen.diffusion.data import TargetSet
+
+    base = adapt_cfg.base
+    resolution = default_resolution(base, base_modules(base, adapt_cfg.domains, 0))
+    data = TargetSet.load(adapt_cfg, resolution, labels=True, depth=adapt_cfg.stage2.depth)
+    cond_fn = stage2.make_cond_fn(adapt_cfg.stage2)
+    cuda = adapt_cfg.device.startswith("cuda") and torch.cuda.is_available()  # a CPU machine: --stop-after
+    device = torch.device(adapt_cfg.device if cuda else "cpu")
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    batch_size = adapt_cfg.stage2.batch_size
+    times: dict[str, list[float]] = {"crops_ms": [], "condition_ms": []}
+    for _ in range(repeats + 1):  # the first of each is a warm-up
+        start = time.perf_counter()
+        batch = data.batch(rng, batch_size)
+        times["crops_ms"].append(time.perf_counter() - start)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        cond_fn(batch, gen)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times["condition_ms"].append(time.perf_counter() - start)
+    result = {k: round(1000 * sorted(v[1:])[len(v[1:]) // 2], 1) for k, v in times.items()}  # medians
+    return {**result, "batch": batch_size, "resolution": list(resolution), "device": device.type}
 
 
 def device_name() -> str:
@@ -102,19 +157,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seg-iterations", type=int, default=200, help="segmenter iterations measured")
     parser.add_argument("--adapt-steps", type=int, default=100, help="adaptation steps measured per stage")
     parser.add_argument("--seg-workers", type=int, help="override segment.num_workers (the preset's: 0)")
-    parser.add_argument("--train-only", action="store_true", help="the world slice and the training only")
+    parser.add_argument("--stop-after", choices=STEPS, help="end after this measurement (a partial estimate)")
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
     args = parser.parse_args(argv)
 
-    from urbangen import steps
-    from urbangen.baselines.fda import fda_dataset
-    from urbangen.config import validate
-    from urbangen.diffusion.adapt import run_stage1, run_stage2
-    from urbangen.generate.filtering import filter_and_rectify
-    from urbangen.generate.run import generate_candidates
     from urbangen.pipeline_config import preset
-    from urbangen.segment.pseudo import pseudo_label
-    from urbangen.segment.train import TrainConfig, train
 
     full = preset("full")
     if args.seg_workers is not None:
@@ -123,6 +170,28 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     est = Estimate(out, full, args)
+    try:
+        measure(est, full, cfg, args)
+    except StopAfterError:
+        print(f"stopped after {args.stop_after}: a partial estimate in {est.path}")
+        return est.data
+    total = est.data["projected_total_s"]
+    print(f"projected `full` run on {est.data['machine']}: {total / 3600:.1f} h (steps one after another)")
+    return est.data
+
+
+def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
+    """Every step in the pipeline's order, each measurement saved as it is made."""
+    from urbangen import steps
+    from urbangen.baselines.fda import fda_dataset
+    from urbangen.config import validate
+    from urbangen.diffusion.adapt import run_stage1, run_stage2
+    from urbangen.generate.filtering import filter_and_rectify
+    from urbangen.generate.run import generate_candidates
+    from urbangen.segment.pseudo import pseudo_label
+    from urbangen.segment.train import TrainConfig, train
+
+    out = args.out
     scenes = full.source.n, full.target.n, full.val.n
     trainings = len(METHODS) * len(full.train_seeds)
 
@@ -149,8 +218,6 @@ def main(argv: list[str] | None = None) -> dict:
         f"{trainings} trainings ({len(METHODS)} methods x {len(full.train_seeds)} seeds) of "
         f"{full.segment['iterations']} iterations, {per_training / 60:.1f} min each",
     )
-    if args.train_only:
-        return est.data
 
     # ... and its evaluation on val, as the evaluate step predicts
     seconds, _ = timed(steps._evaluate_one, model, data["val"], out / "pred")
@@ -179,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
         adapt[stage] = {**adapt[stage], "steps": args.adapt_steps, "checkpoint_every": 10**9}
     with_steps = cfg.model_copy(update={"adapt": adapt})
     adapt_cfg = steps._adapt_config(with_steps, data["target"], out / "pseudo", out / "gen")
+    est.note("adapt_data", adapt_data_times(adapt_cfg))
     for number, run_stage in ((1, run_stage1), (2, run_stage2)):
         marks: list[tuple[float, float]] = []
         run_stage(adapt_cfg, out / "gen", lambda record, m=marks: m.append((time.perf_counter(), record["step"])))
@@ -221,9 +289,6 @@ def main(argv: list[str] | None = None) -> dict:
         per_filtered * full.source.n,
         f"{full.source.n} maps",
     )
-    total = est.data["projected_total_s"]
-    print(f"projected `full` run on {est.data['machine']}: {total / 3600:.1f} h (steps one after another)")
-    return est.data
 
 
 if __name__ == "__main__":

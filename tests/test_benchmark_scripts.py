@@ -140,3 +140,25 @@ def test_grid_puts_each_maps_images_side_by_side(adaptation, tmp_path):
     assert Image.open(args.out).size == (5 * 128, 2 * 64)  # smoke scenes are 64 x 128
     with pytest.raises(SystemExit, match="no image for source map source3_"):  # the target has other ids
         adaptation.grid(argparse.Namespace(**{**vars(args), "data": [target]}))
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", SCRIPT.with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_full_estimate_measures_every_step_and_projects_the_preset(tmp_path):
+    estimate = _load("full_estimate")
+    args = ["--smoke", "--scenes", "16", "--seg-iterations", "10", "--adapt-steps", "20"]
+    result = estimate.main([*args, "--out", str(tmp_path / "all")])
+    assert json.loads((tmp_path / "all" / "estimate.json").read_text()) == json.loads(json.dumps(result))
+    assert list(result["steps"]) == [s for s in estimate.STEPS if s != "adapt_data"] + ["filter_rectify"]
+    assert result["details"]["adapt_data"]["condition_ms"] > 0
+    # projected from the preset's amounts, not the slice's: 15 trainings of 20000 iterations of 8 crops
+    train = result["steps"]["train"]
+    assert train["projected_s"] == pytest.approx(15 * 20000 * 8 / train["measured"]["images_per_s"], rel=1e-3)
+    assert result["projected_total_s"] == pytest.approx(sum(s["projected_s"] for s in result["steps"].values()))
+    partial = estimate.main([*args, "--out", str(tmp_path / "part"), "--stop-after", "train"])
+    assert list(partial["steps"]) == ["world", "train"]
