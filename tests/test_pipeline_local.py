@@ -31,6 +31,10 @@ def test_results_json_has_every_method(smoke_run):
         assert len(result["per_class"]) == 19
     assert results["scale"] == "smoke"
     assert {"train-source_only", "adapt-stage1", "adapt-stage2", "filter-rectify"} <= set(results["timings"])
+    # in the order the steps started (a report re-rendered from this file lists them so): data first
+    steps = list(results["timings"])
+    assert steps[0].startswith("data-") and steps.index("adapt-stage1") < steps.index("adapt-stage2")
+    assert list(results["methods"]) == ["source_only", "fda", "urbangen_nofilter", "urbangen", "oracle"]
     assert results["generation"]["samples"] == 16
 
 

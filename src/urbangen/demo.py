@@ -61,7 +61,7 @@ def run_demo(cfg: PipelineConfig, out: str | Path, resume: bool = False) -> dict
     results = json.loads((out / "results.json").read_text())
     results["total_seconds"] = time.time() - started  # this invocation's; steps reused by --resume cost ~0
     results["resumed"] = resume
-    write_json_atomic(out / "results.json", results)
+    write_json_atomic(out / "results.json", results, sort_keys=False)
     return results
 
 

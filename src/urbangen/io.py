@@ -49,8 +49,9 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, sort_keys: bool = True) -> None:
+    """``obj`` as indented JSON, keys sorted unless ``sort_keys`` is false (where their order is meant)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:

@@ -584,7 +584,7 @@ def report(
     work = Path(page).parent / "report-images"
     work.mkdir(parents=True, exist_ok=True)
     examples = _examples(generated, Path(source), Path(fda_dir), Path(target), work, n=4)
-    write_json_atomic(results_path, results)
+    write_json_atomic(results_path, results, sort_keys=False)  # methods and timings in the pipeline's order
     write_report(results, page, examples)
     write_text_atomic(summary_path, markdown_table(methods))
     parent = tracker(cfg).run(parent_run_id)
