@@ -41,7 +41,10 @@ def smoke_overrides(cfg):
     segment = {**cfg.segment, "model": "tiny", "crop_size": (64, 128), "warmup_iters": 0, "log_every": 5}
     adapt = {**cfg.adapt, "base": "tiny", "device": "cpu", "mixed_precision": "no"}
     generate = {**cfg.generate, "engine": {"kind": "fast", "device": "cpu", "dtype": "float32", "compile": False}}
-    return cfg.model_copy(update={"size": (64, 128), "segment": segment, "adapt": adapt, "generate": generate})
+    pseudo = cfg.pseudo_label.model_copy(update={"device": "cpu"})
+    return cfg.model_copy(
+        update={"size": (64, 128), "segment": segment, "adapt": adapt, "generate": generate, "pseudo_label": pseudo}
+    )
 
 
 class Estimate:
@@ -220,7 +223,7 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
     )
 
     # ... and its evaluation on val, as the evaluate step predicts
-    seconds, _ = timed(steps._evaluate_one, model, data["val"], out / "pred")
+    seconds, _ = timed(steps._evaluate_one, model, data["val"], out / "pred", steps.evaluation_device(cfg))
     per_val = seconds / sliced["val"]
     est.add("evaluate", {"s_per_image": round(per_val, 4)}, per_val * full.val.n * trainings, f"{trainings} models")
 

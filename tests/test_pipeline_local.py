@@ -272,5 +272,5 @@ def test_a_cuda_config_is_refused_before_any_step_on_a_cpu_machine(tmp_path):
         pytest.skip("checks the refusal on a machine without CUDA")
     result = CliRunner().invoke(main, ["demo", "--scale", "full", "--out", str(tmp_path / "out")])
     assert result.exit_code != 0
-    assert "adapt.device, generate.engine.device: the config asks for a CUDA GPU" in result.output
+    assert "pseudo_label.device, adapt.device, generate.engine.device: the config asks for a CUDA GPU" in result.output
     assert not (tmp_path / "out" / "workspace" / "kfp").exists()  # no step ran

@@ -290,6 +290,8 @@ SCALES: dict[str, dict[str, Any]] = {
         # 8 data workers: 183 images/s of b0 training on an H100 against 61 with the demo's 0 (decoding and
         # cropping 256x512 scenes in the training process starved the GPU; docs/BENCHMARKS.md "The `full` preset")
         "segment": {**DEMO_SEGMENT, "model": "b0", "iterations": 20000, "crop_size": (256, 512), "num_workers": 8},
+        # predicting on the GPU: 0.19 s per image on the H100 machine's CPU (docs/BENCHMARKS.md "The `full` preset")
+        "pseudo_label": {**DEMO["pseudo_label"], "device": "cuda", "batch_size": 16},
         "adapt": {
             "base": "base",
             "device": "cuda",

@@ -279,12 +279,21 @@ def pseudo_label(
     return numbers
 
 
-def _evaluate_one(model_dir: Path, val_dir: Path, work: Path) -> dict[str, Any]:
+def evaluation_device(cfg: PipelineConfig) -> str:
+    """Where the evaluate step predicts: where the segmenters trained (``segment.device``; auto: CUDA when
+    present)."""
+    import torch
+
+    device = cfg.segment.get("device", "auto")
+    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _evaluate_one(model_dir: Path, val_dir: Path, work: Path, device: str = "cpu") -> dict[str, Any]:
     from urbangen.segment.evaluate import evaluate_source
     from urbangen.segment.predict import predict_dataset
 
     source = _source(val_dir, "val")
-    predict_dataset(model_dir, source, work)
+    predict_dataset(model_dir, source, work, device=device)
     return evaluate_source(work, source)
 
 
@@ -296,9 +305,10 @@ def evaluate(
 
     cfg = load(config)
     out = Path(out)
+    device = evaluation_device(cfg)
     with step_run(cfg, parent_run_id, f"evaluate-{method}") as run:
         results = [
-            _evaluate_one(m, Path(val_dir), out / ("pred" if i == 0 else f"pred-{i}"))
+            _evaluate_one(m, Path(val_dir), out / ("pred" if i == 0 else f"pred-{i}"), device)
             for i, m in enumerate(model_folders(segmenter))
         ]
         mious = [r["mIoU"] for r in results]
