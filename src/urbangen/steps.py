@@ -282,10 +282,9 @@ def pseudo_label(
 def evaluation_device(cfg: PipelineConfig) -> str:
     """Where the evaluate step predicts: where the segmenters trained (``segment.device``; auto: CUDA when
     present)."""
-    import torch
+    from urbangen.segment.train import resolve_device
 
-    device = cfg.segment.get("device", "auto")
-    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(cfg.segment.get("device", "auto"))
 
 
 def _evaluate_one(model_dir: Path, val_dir: Path, work: Path, device: str = "cpu") -> dict[str, Any]:

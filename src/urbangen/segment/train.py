@@ -100,11 +100,15 @@ class _Indices:
         return (self.cfg.iterations - self.start) * self.cfg.grad_accumulation * self.cfg.batch_size
 
 
-def _device_name(cfg: TrainConfig) -> str:
-    """``cfg.device`` with ``auto`` resolved: CUDA when present, else the CPU."""
+def resolve_device(device: str) -> str:
+    """``device`` with ``auto`` resolved: CUDA when present, else the CPU."""
     import torch
 
-    return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _device_name(cfg: TrainConfig) -> str:
+    return resolve_device(cfg.device)
 
 
 def _setup_distributed(cfg: TrainConfig) -> tuple[Any, int, int]:
