@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -81,16 +82,16 @@ class Estimate:
     def note(self, name: str, measured: dict) -> None:
         """A measurement that is part of a step already projected (not added to the total)."""
         self.data.setdefault("details", {})[name] = measured
-        self._write(self.path, self.data)
-        print(f"{name}: {measured}", flush=True)
-        if name == self.stop_after:
-            raise StopAfterError
+        self._saved(name, f"{name}: {measured}")
 
     def add(self, name: str, measured: dict, projected_s: float, note: str) -> None:
         self.data["steps"][name] = {"measured": measured, "projected_s": round(projected_s, 1), "note": note}
         self.data["projected_total_s"] = round(sum(s["projected_s"] for s in self.data["steps"].values()), 1)
+        self._saved(name, f"{name}: {measured} -> {projected_s / 60:.1f} min ({note})")
+
+    def _saved(self, name: str, line: str) -> None:
         self._write(self.path, self.data)
-        print(f"{name}: {measured} -> {projected_s / 60:.1f} min ({note})", flush=True)
+        print(line, flush=True)
         if name == self.stop_after:
             raise StopAfterError
 
@@ -127,7 +128,7 @@ def adapt_data_times(adapt_cfg, repeats: int = 10) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times["condition_ms"].append(time.perf_counter() - start)
-    result = {k: round(1000 * sorted(v[1:])[len(v[1:]) // 2], 1) for k, v in times.items()}  # medians
+    result = {k: round(1000 * statistics.median(v[1:]), 1) for k, v in times.items()}
     return {**result, "batch": batch_size, "resolution": list(resolution), "device": device.type}
 
 
