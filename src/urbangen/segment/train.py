@@ -428,9 +428,13 @@ def train_seeds(
                 for record in history if on_log else ():
                     on_log(seed, record)
     except BaseException:
-        # stop the other seeds now rather than when they finish (their checkpoints let a rerun resume)
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
+        # stop the other seeds now rather than when they finish (their checkpoints let a rerun resume);
+        # Python 3.14 has a public call for it, older ones only the executor's process table
+        if hasattr(pool, "terminate_workers"):
+            pool.terminate_workers()
+        else:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
