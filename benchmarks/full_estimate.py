@@ -22,6 +22,7 @@ OUT/estimate.json after every measurement (a run cut short keeps what it measure
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -69,11 +70,7 @@ class Estimate:
                 "segment": {
                     k: cfg.segment[k] for k in ("model", "iterations", "batch_size", "crop_size", "num_workers")
                 },
-                "adapt": {
-                    "base": cfg.adapt["base"],
-                    "stage1_steps": cfg.adapt["stage1"]["steps"],
-                    "stage2_steps": cfg.adapt["stage2"]["steps"],
-                },
+                "adapt": cfg.adapt,
                 "generate": {k: cfg.generate[k] for k in ("candidates", "steps", "batch_size")},
             },
             "steps": {},
@@ -146,6 +143,19 @@ def steady_rate(marks: list[tuple[float, float]]) -> float:
     if t1 <= t0 or u1 <= u0:
         raise SystemExit(f"too few progress marks to time a steady rate: {marks}")
     return (u1 - u0) / (t1 - t0)
+
+
+def split_checkpoints(marks: list[tuple[float, float]], every: int) -> tuple[float, float]:
+    """(seconds per step, seconds per checkpoint) from (time, step) progress marks of a run that wrote a
+    checkpoint after every ``every``-th step: the median per-step time of the intervals without one, and
+    the mean excess of those with one (the checkpoint after step k lands in the interval starting at k)."""
+    intervals = [(s0, (t1 - t0) / (s1 - s0), s1 - s0) for (t0, s0), (t1, s1) in itertools.pairwise(marks)]
+    plain = [per_step for start, per_step, _ in intervals if start % every]
+    if not plain:
+        raise SystemExit(f"too few progress marks to time the steps: {marks}")
+    step_s = statistics.median(plain)
+    excess = [(per_step - step_s) * n for start, per_step, n in intervals if start % every == 0]
+    return step_s, max(0.0, statistics.fmean(excess)) if excess else 0.0
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -244,19 +254,30 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
     per_fda = seconds / sliced["source"]
     est.add("fda", {"s_per_image": round(per_fda, 4)}, per_fda * full.source.n, "source scenes")
 
-    # generator adaptation, stage 1 then stage 2: steady steps/s after the first progress log
+    # generator adaptation, stage 1 then stage 2: the steps' time and the checkpoints' apart (progress logs
+    # come every 10 steps; a checkpoint written after step k falls into the interval that ends at k + 10)
+    preset_adapt = steps._adapt_config(full, data["target"], out / "pseudo", out / "gen")  # defaults filled in
     adapt = {**cfg.adapt}
     for stage in ("stage1", "stage2"):
-        adapt[stage] = {**adapt[stage], "steps": args.adapt_steps, "checkpoint_every": 10**9}
+        every = getattr(preset_adapt, stage).checkpoint_every
+        measured = min(every, max(20, args.adapt_steps // 20 * 10))  # a checkpoint inside the timed window
+        adapt[stage] = {**adapt.get(stage, {}), "steps": args.adapt_steps, "checkpoint_every": measured}
     with_steps = cfg.model_copy(update={"adapt": adapt})
     adapt_cfg = steps._adapt_config(with_steps, data["target"], out / "pseudo", out / "gen")
     est.note("adapt_data", adapt_data_times(adapt_cfg))
     for number, run_stage in ((1, run_stage1), (2, run_stage2)):
+        stage = f"stage{number}"
         marks: list[tuple[float, float]] = []
         run_stage(adapt_cfg, out / "gen", lambda record, m=marks: m.append((time.perf_counter(), record["step"])))
-        rate = steady_rate(marks)
-        total = full.adapt[f"stage{number}"]["steps"]
-        est.add(f"adapt_stage{number}", {"steps_per_s": round(rate, 3)}, total / rate, f"{total} steps")
+        step_s, checkpoint_s = split_checkpoints(marks, adapt[stage]["checkpoint_every"])
+        total = getattr(preset_adapt, stage).steps
+        checkpoints = total // getattr(preset_adapt, stage).checkpoint_every
+        est.add(
+            f"adapt_{stage}",
+            {"steps_per_s": round(1 / step_s, 3), "checkpoint_s": round(checkpoint_s, 2)},
+            total * step_s + checkpoints * checkpoint_s,
+            f"{total} steps, {checkpoints} checkpoints",
+        )
 
     # generation with the preset's engine: the first batch (compile, graph capture) apart from the rest
     gen_cfg = steps._generate_config(

@@ -162,3 +162,13 @@ def test_full_estimate_measures_every_step_and_projects_the_preset(tmp_path):
     assert result["projected_total_s"] == pytest.approx(sum(s["projected_s"] for s in result["steps"].values()))
     partial = estimate.main([*args, "--out", str(tmp_path / "part"), "--stop-after", "train"])
     assert list(partial["steps"]) == ["world", "train"]
+
+
+def test_full_estimate_tells_the_checkpoints_from_the_steps():
+    estimate = _load("full_estimate")
+    marks, now = [], 0.0
+    for step in range(10, 101, 10):  # 0.1 s a step, a 2 s checkpoint after steps 50 and 100
+        now += 10 * 0.1 + (2.0 if step - 10 == 50 else 0.0)
+        marks.append((now, step))
+    step_s, checkpoint_s = estimate.split_checkpoints(marks, 50)
+    assert step_s == pytest.approx(0.1) and checkpoint_s == pytest.approx(2.0)
