@@ -110,6 +110,23 @@ def test_filter_keeps_best_candidate_drops_bad_maps_and_rectifies(tmp_path, sour
     assert len(scores) == 8 and all(len(s["candidates"]) == K for s in scores)
 
 
+def test_select_first_keeps_candidate_zero_and_still_drops_and_rectifies(tmp_path, source):
+    painter = PainterGenerator(miss=0.7)
+    cfg = config(tmp_path, source)
+    generate_candidates(cfg, generator=painter)
+    first = cfg.model_copy(update={"mcoc": cfg.mcoc.model_copy(update={"select": "first", "threshold": 0.9})})
+    summary = filter_and_rectify(first, segmenter=ColourSegmenter())
+    forgot = {f"scene{i}" for i in range(8) if painter.forgets(candidate_seed(cfg.seed, f"scene{i}", 0))}
+    assert forgot and len(forgot) < 8, "the test needs both kinds of candidate 0"
+    records = {r["source_id"]: r for r in read_manifest(cfg.out / "dataset")}
+    assert set(records) == {f"scene{i}" for i in range(8)} - forgot  # judged by candidate 0's MCOC (0.75)
+    assert summary["dropped"] == len(forgot)
+    assert all(r["candidate"] == 0 and r["mcoc"] == 1.0 for r in records.values())
+    # the same scores folder with another rule is refused, not mixed
+    with pytest.raises(UrbangenError, match="other settings"):
+        filter_and_rectify(cfg, out_dir=cfg.out / "dataset", segmenter=ColourSegmenter())
+
+
 class BlindSegmenter(ColourSegmenter):
     """Never recognises buildings (calls them sky): a weak scoring segmenter, not a bad generator."""
 

@@ -76,6 +76,9 @@ class McocConfig(StrictModel):
     # "absolute": raw consistencies (right for a segmenter that recognises every class well)
     relative_to: Literal["class", "absolute"] = "class"
     min_reference: float = Field(default=0.1, ge=0.0, le=1.0)
+    # which candidate of a map is kept, rectified and judged: "best" the highest MCOC, "first" candidate 0
+    # whatever its score (MCOC then only drops maps and rectifies labels; docs/generation.md "MCOC")
+    select: Literal["best", "first"] = "best"
     min_kept_per_class: int = Field(default=0, ge=0)
     warn_class_drop: float = Field(default=0.5, ge=0.0, le=1.0)
 

@@ -109,7 +109,7 @@ def _score_map(
         )
     objects = extract_objects(label, instance, cfg.mcoc.erosion, cfg.mcoc.min_object_size)
     scores = [score(objects, p) for p in preds_all]
-    best = best_candidate(scores)
+    best = best_candidate(scores) if cfg.mcoc.select == "best" else 0
     pred_path, conf_path = work.paths(record["id"])
     write_png(pred_path, preds_all[best].astype(np.uint8))
     write_png(conf_path, np.round(np.clip(confs_all[best], 0, 1) * CONF_SCALE).astype(np.uint16))
@@ -229,7 +229,14 @@ def _score_all(
         digest = model_digest(segmenter, cfg.segmenter)
     else:  # every map already scored: the digest of the scorer that did it, without loading it
         digest = scorer_digest(cfg.segmenter, cfg.pseudo_labels) if cfg.segmenter else None
-    work.check({"segmenter_digest": digest, "erosion": cfg.mcoc.erosion, "min_object_size": cfg.mcoc.min_object_size})
+    work.check(
+        {
+            "segmenter_digest": digest,
+            "erosion": cfg.mcoc.erosion,
+            "min_object_size": cfg.mcoc.min_object_size,
+            **({"select": cfg.mcoc.select} if cfg.mcoc.select != "best" else {}),  # older folders: best
+        }
+    )
     progress = Progress("score", len(records), initial=len(lines), on_log=on_log)
     try:
         for sample_id in todo:
