@@ -1,7 +1,8 @@
 """MCOC filtering and label rectification: a candidates folder in, a Cityscapes-layout dataset out.
 
 1. score (skipped with ``filter: false``): segment every candidate, compute per-class consistency and
-   MCOC of each, keep the best candidate's prediction and confidence; one line per map in
+   MCOC of each, keep the chosen candidate's prediction and confidence (``mcoc.select``: the best-scoring
+   one, or candidate 0); one line per map in
    ``OUT/filter/manifest.jsonl`` (resumable: finished maps are skipped);
 2. select: keep maps whose best MCOC reaches the threshold (plus rare-class rescue), count kept/dropped
    per class and warn where a class loses too many maps (:mod:`urbangen.generate.select`);
