@@ -17,6 +17,10 @@ steady rate by the preset's amount of that work (scenes, iterations x trainings,
 and adds the one-off compile; it runs the steps one after another (the pipeline overlaps the three world
 tasks and the five trainings where it can), so it is an upper bound for this machine. Writes
 OUT/estimate.json after every measurement (a run cut short keeps what it measured).
+
+``--adapt-batches 16,32`` then times both adaptation stages at other batch sizes (short runs; under
+``details.adapt_batches``: steps/s, images/s and the per-batch data preparation), to see whether the
+preset's batch of 8 leaves the GPU idle. They are not part of the projection.
 """
 
 from __future__ import annotations
@@ -170,7 +174,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scenes", type=int, default=32, help="scenes per world (val: half)")
     parser.add_argument("--seg-iterations", type=int, default=200, help="segmenter iterations measured")
     parser.add_argument("--adapt-steps", type=int, default=100, help="adaptation steps measured per stage")
-    parser.add_argument("--seg-workers", type=int, help="override segment.num_workers (the preset's: 0)")
+    parser.add_argument("--seg-workers", type=int, help="override segment.num_workers (the preset's: 8)")
+    parser.add_argument(
+        "--adapt-batches",
+        type=lambda text: [int(b) for b in text.split(",")],
+        default=[],
+        help="after the projection, time both adaptation stages at these batch sizes (comma-separated)",
+    )
+    parser.add_argument("--sweep-steps", type=int, default=40, help="steps per stage at each --adapt-batches size")
     parser.add_argument("--stop-after", choices=STEPS, help="end after this measurement (a partial estimate)")
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
     args = parser.parse_args(argv)
@@ -314,6 +325,28 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
         per_filtered * full.source.n,
         f"{full.source.n} maps",
     )
+    for batch_size in args.adapt_batches:
+        adapt_batch(est, with_steps, data["target"], out, batch_size, args.sweep_steps)
+
+
+def adapt_batch(est: Estimate, cfg, target: Path, out: Path, batch_size: int, steps_per_stage: int) -> None:
+    """Both adaptation stages at ``batch_size`` for ``steps_per_stage`` steps each (no checkpoints), in a
+    fresh folder: steady steps/s and images/s, and the batch's data preparation."""
+    from urbangen import steps
+    from urbangen.diffusion.adapt import run_stage1, run_stage2
+
+    settings = {"steps": steps_per_stage, "batch_size": batch_size, "checkpoint_every": 10**9}
+    adapt = {**cfg.adapt, **{stage: {**cfg.adapt.get(stage, {}), **settings} for stage in ("stage1", "stage2")}}
+    gen = out / f"gen-b{batch_size}"
+    adapt_cfg = steps._adapt_config(cfg.model_copy(update={"adapt": adapt}), target, out / "pseudo", gen)
+    measured: dict = {"data": adapt_data_times(adapt_cfg)}
+    for stage, run_stage in (("stage1", run_stage1), ("stage2", run_stage2)):
+        marks: list[tuple[float, float]] = []
+        run_stage(adapt_cfg, gen, lambda record, m=marks: m.append((time.perf_counter(), record["step"])))
+        step_s, _ = split_checkpoints(marks, 10**9)
+        measured[stage] = {"steps_per_s": round(1 / step_s, 3), "images_per_s": round(batch_size / step_s, 1)}
+    est.data.setdefault("details", {}).setdefault("adapt_batches", {})[str(batch_size)] = measured
+    est._saved("adapt_batches", f"adaptation at batch {batch_size}: {measured}")
 
 
 if __name__ == "__main__":

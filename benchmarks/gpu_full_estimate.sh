@@ -7,8 +7,9 @@
 #   OUT=gpu-out DEADLINE=540 bash benchmarks/gpu_full_estimate.sh
 #
 # DEADLINE (seconds from the start, default 540) bounds the whole script; the estimate gets at most
-# ESTIMATE_TIMEOUT of it (default 330) and the four test files share the rest. SMOKE=1 DEVICE=cpu checks the
-# script on a CPU machine (tiny models, no tests).
+# ESTIMATE_TIMEOUT of it (default 330) and the four test files share the rest. ADAPT_BATCHES=16,32 adds the
+# adaptation timed at those batch sizes after the projection. SMOKE=1 DEVICE=cpu checks the script on a CPU
+# machine (tiny models, no tests).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-gpu-out}
@@ -16,9 +17,10 @@ end=$(($(date +%s) + ${DEADLINE:-540}))
 source benchmarks/gpu_env.sh
 gpu_env "$OUT" || exit 1
 work=$(mktemp -d)
-smoke=()
-[ "${SMOKE:-0}" = 1 ] && smoke=(--smoke --seg-iterations 20 --adapt-steps 20)
-timeout "${ESTIMATE_TIMEOUT:-330}" python3 benchmarks/full_estimate.py --out "$work" "${smoke[@]}" 2>&1 \
+extra=()
+[ "${SMOKE:-0}" = 1 ] && extra=(--smoke --seg-iterations 20 --adapt-steps 20)
+[ -n "${ADAPT_BATCHES:-}" ] && extra+=(--adapt-batches "$ADAPT_BATCHES")
+timeout "${ESTIMATE_TIMEOUT:-330}" python3 benchmarks/full_estimate.py --out "$work" "${extra[@]}" 2>&1 \
   | tr '\r' '\n' > "$OUT/estimate.log"
 status=$?
 grep -v -E "[0-9]+/[0-9]+ \[" "$OUT/estimate.log"  # the lines without progress bars

@@ -152,10 +152,15 @@ def _load(name: str):
 def test_full_estimate_measures_every_step_and_projects_the_preset(tmp_path):
     estimate = _load("full_estimate")
     args = ["--smoke", "--scenes", "16", "--seg-iterations", "10", "--adapt-steps", "20"]
-    result = estimate.main([*args, "--out", str(tmp_path / "all")])
+    result = estimate.main([*args, "--out", str(tmp_path / "all"), "--adapt-batches", "4", "--sweep-steps", "20"])
     assert json.loads((tmp_path / "all" / "estimate.json").read_text()) == json.loads(json.dumps(result))
     assert list(result["steps"]) == [s for s in estimate.STEPS if s != "adapt_data"] + ["filter_rectify"]
     assert result["details"]["adapt_data"]["condition_ms"] > 0
+    # the batch sweep: both stages at batch 4, images/s = 4 x steps/s, kept out of the projection
+    swept = result["details"]["adapt_batches"]["4"]
+    assert swept["data"]["batch"] == 4
+    for stage in ("stage1", "stage2"):
+        assert swept[stage]["images_per_s"] == pytest.approx(4 * swept[stage]["steps_per_s"], rel=0.01)
     # projected from the preset's amounts, not the slice's: 15 trainings of 20000 iterations of 8 crops
     train = result["steps"]["train"]
     assert train["projected_s"] == pytest.approx(15 * 20000 * 8 / train["measured"]["images_per_s"], rel=1e-3)
