@@ -18,9 +18,9 @@ and adds the one-off compile; it runs the steps one after another (the pipeline 
 tasks and the five trainings where it can), so it is an upper bound for this machine. Writes
 OUT/estimate.json after every measurement (a run cut short keeps what it measured).
 
-``--adapt-batches 16,32`` then times both adaptation stages at other batch sizes (short runs; under
-``details.adapt_batches``: steps/s, images/s and the per-batch data preparation), to see whether the
-preset's batch of 8 leaves the GPU idle. They are not part of the projection.
+``--adapt-batches 16,32`` also times both adaptation stages at other batch sizes (short runs before the
+preset's; under ``details.adapt_batches``: steps/s, images/s and the per-batch data preparation), to see
+whether the preset's batch of 8 leaves the GPU idle. They are not part of the projection.
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seg-iterations", type=int, default=200, help="segmenter iterations measured")
     parser.add_argument("--adapt-steps", type=int, default=100, help="adaptation steps measured per stage")
     parser.add_argument("--seg-workers", type=int, help="override segment.num_workers (the preset's: 8)")
+    parser.add_argument("--adapt-workers", type=int, help="override adapt.data_workers (the preset's: 4)")
     parser.add_argument(
         "--adapt-batches",
         type=lambda text: [int(b) for b in text.split(",")],
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
     full = preset("full")
     if args.seg_workers is not None:
         full = full.model_copy(update={"segment": {**full.segment, "num_workers": args.seg_workers}})
+    if args.adapt_workers is not None:
+        full = full.model_copy(update={"adapt": {**full.adapt, "data_workers": args.adapt_workers}})
     cfg = smoke_overrides(full) if args.smoke else full
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -276,6 +279,8 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
     with_steps = cfg.model_copy(update={"adapt": adapt})
     adapt_cfg = steps._adapt_config(with_steps, data["target"], out / "pseudo", out / "gen")
     est.note("adapt_data", adapt_data_times(adapt_cfg))
+    for batch_size in args.adapt_batches:
+        adapt_batch(est, with_steps, data["target"], out, batch_size, args.sweep_steps)
     for number, run_stage in ((1, run_stage1), (2, run_stage2)):
         stage = f"stage{number}"
         marks: list[tuple[float, float]] = []
@@ -325,8 +330,6 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
         per_filtered * full.source.n,
         f"{full.source.n} maps",
     )
-    for batch_size in args.adapt_batches:
-        adapt_batch(est, with_steps, data["target"], out, batch_size, args.sweep_steps)
 
 
 def adapt_batch(est: Estimate, cfg, target: Path, out: Path, batch_size: int, steps_per_stage: int) -> None:

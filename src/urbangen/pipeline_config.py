@@ -296,6 +296,9 @@ SCALES: dict[str, dict[str, Any]] = {
             "base": "base",
             "device": "cuda",
             "mixed_precision": "bf16",
+            # crops in 4 threads ahead of the step: one thread took 79 ms of a 222 ms step at batch 8 on an
+            # H200 machine, 369 of 511 ms at 32 (docs/BENCHMARKS.md "The `full` preset")
+            "data_workers": 4,
             "stage1": {"steps": 20000},
             "stage2": {"steps": 20000},
         },

@@ -53,13 +53,16 @@ def test_reload_is_bit_exact_and_tampering_is_caught(adapted, tmp_path):
 
 
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(target, tmp_path):
+    """Batches cropped in the step (straight) or by two threads ahead of it (interrupted, whose checkpoints
+    must hold the data RNG of the last batch trained, not of the batches in flight): the same weights."""
     steps = {"stage1": {"steps": 4}, "stage2": {"steps": 3}}
     adapt(tiny_config(*target, tmp_path / "straight", **steps))
     interrupted = tmp_path / "interrupted"
-    adapt(tiny_config(*target, interrupted, stage1={"steps": 2, "checkpoint_every": 2}), stage=1)
-    adapt(tiny_config(*target, interrupted, stage1={"steps": 4}, stage2={"steps": 1}))
+    ahead = {"data_workers": 2}
+    adapt(tiny_config(*target, interrupted, stage1={"steps": 2, "checkpoint_every": 2}, **ahead), stage=1)
+    adapt(tiny_config(*target, interrupted, stage1={"steps": 4}, stage2={"steps": 1}, **ahead))
     logs = []
-    adapt(tiny_config(*target, interrupted, **steps), on_log=logs.append)
+    adapt(tiny_config(*target, interrupted, **steps, **ahead), on_log=logs.append)
     for stage in ("stage1", "stage2"):
         assert (
             read_meta(tmp_path / "straight" / stage)["weights_sha256"]
@@ -185,3 +188,20 @@ def test_patch_and_min_snr_settings_reach_the_trained_generator(target, tmp_path
         "stage1"
     ]
     assert read_meta(weighted)["weights_sha256"] != read_meta(plain)["weights_sha256"]
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_batches_ahead_are_the_batches_in_order(target, workers):
+    """Batches rendered by worker threads are those drawn one by one, each with the RNG state after it."""
+    from urbangen.diffusion.data import Batches, TargetSet
+
+    cfg = tiny_config(*target, target[0].parent / "unused")
+    data = TargetSet.load(cfg, (32, 64), labels=True, depth=False)
+    reference = np.random.default_rng(5)
+    with Batches(data, np.random.default_rng(5), 3, workers) as batches:
+        for _ in range(7):
+            batch, state = batches.next()
+            expected = data.batch(reference, 3)
+            assert batch.keys() == expected.keys()
+            assert all(torch.equal(batch[k], expected[k]) for k in batch)
+            assert state == reference.bit_generator.state

@@ -105,6 +105,12 @@ class AdaptConfig(StrictModel):
         description="override the built-in base's pixel patch (pixels per side folded into channels; small: 4)",
     )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
+    data_workers: int = Field(
+        default=0,
+        ge=0,
+        description="threads that crop the next batches while a step trains (0: crop in the step); the batches "
+        "and so the result are the same with any number",
+    )
     crop_scale: tuple[float, float] = Field(default=(0.6, 1.0), description="random crop size range (fraction)")
     hflip: bool = True
     stage1: Stage1Config = Field(default_factory=Stage1Config)
@@ -148,7 +154,7 @@ def fingerprint(cfg: AdaptConfig, stage: int, extra: str = "") -> str:
     longer ``steps`` continues the same run while any other change is refused with a clear error.
     ``extra`` joins other inputs (stage 2 passes the stage-1 weights digest it starts from).
     """
-    data = cfg.model_dump(mode="json", exclude={"out", "device", "threads"})
+    data = cfg.model_dump(mode="json", exclude={"out", "device", "threads", "data_workers"})
     for name in ("stage1", "stage2"):
         data[name].pop("steps")
         data[name].pop("checkpoint_every")

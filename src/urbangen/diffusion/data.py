@@ -31,6 +31,15 @@ class Item:
     domain: int
 
 
+@dataclass(frozen=True)
+class Crop:
+    """A planned crop: ``items[item]``'s region ``box`` (x0, y0, x1, y1) in its pixels, mirrored or not."""
+
+    item: int
+    box: tuple[float, float, float, float]
+    flip: bool
+
+
 def _shrink(image: Image.Image, target: tuple[int, int], resample: int) -> Image.Image:
     """Downscale so the image is at most twice ``target`` (H, W) in both directions; never upscale."""
     scale = min(1.0, 2 * max(target[0] / image.height, target[1] / image.width))
@@ -107,37 +116,100 @@ class TargetSet:
             digests["labels_sha256"] = label_hash.hexdigest()
         return cls(items, resolution, cfg, digests)
 
-    def crop(self, item: Item, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """One random crop (model aspect, scale in ``crop_scale``) resized to the model resolution."""
+    def plan(self, rng: np.random.Generator, size: int) -> list[Crop]:
+        """Draw the random choices of a batch of ``size`` crops: which sample, where, flipped or not.
+
+        All of the data's randomness is here (cheap, in order); :meth:`render` does the pixel work, so a
+        batch can be drawn now and rendered later, in another thread (:class:`Batches`).
+        """
+        picks = rng.integers(0, len(self.items), size=size)
+        return [self._plan_crop(int(i), rng) for i in picks]
+
+    def _plan_crop(self, index: int, rng: np.random.Generator) -> Crop:
+        """One crop of ``items[index]``: model aspect, a side of ``crop_scale`` of the image's."""
         rh, rw = self.resolution
-        h, w = item.image.shape[:2]
+        h, w = self.items[index].image.shape[:2]
         full_h = min(h, w * rh / rw)
         scale = rng.uniform(*self.crop_scale)
         ch, cw = full_h * scale, full_h * scale * rw / rh
         y0, x0 = rng.uniform(0, h - ch), rng.uniform(0, w - cw)
-        box = (x0, y0, x0 + cw, y0 + ch)
         flip = self.hflip and rng.random() < 0.5
-        image = np.asarray(Image.fromarray(item.image).resize((rw, rh), Image.Resampling.BILINEAR, box=box))
-        label = depth = None
-        if item.label is not None:
-            label = np.asarray(Image.fromarray(item.label).resize((rw, rh), Image.Resampling.NEAREST, box=box))
-            label = erode(label, self.erosion)
-        if item.depth is not None:
-            depth = np.asarray(Image.fromarray(item.depth).resize((rw, rh), Image.Resampling.NEAREST, box=box))
-        if flip:
-            image = image[:, ::-1]
-            label = label[:, ::-1] if label is not None else None
-            depth = depth[:, ::-1] if depth is not None else None
-        return image, label, depth
+        return Crop(index, (x0, y0, x0 + cw, y0 + ch), bool(flip))
 
-    def batch(self, rng: np.random.Generator, size: int) -> dict[str, torch.Tensor]:
-        """``size`` random crops: images (B,3,H,W) in [-1,1], labels (B,H,W) uint8, depth (B,H,W), domain (B,)."""
-        picks = rng.integers(0, len(self.items), size=size)
-        crops = [self.crop(self.items[i], rng) for i in picks]
+    def render(self, plan: list[Crop]) -> dict[str, torch.Tensor]:
+        """The batch a plan describes: images (B,3,H,W) in [-1,1], labels (B,H,W) uint8, depth (B,H,W), domain (B,)."""
+        crops = [self.crop(c) for c in plan]
         images = torch.from_numpy(np.stack([c[0] for c in crops])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        out = {"images": images, "domain": torch.tensor([self.items[i].domain for i in picks])}
+        out = {"images": images, "domain": torch.tensor([self.items[c.item].domain for c in plan])}
         if crops[0][1] is not None:
             out["labels"] = torch.from_numpy(np.stack([c[1] for c in crops]))
         if crops[0][2] is not None:
             out["depth"] = torch.from_numpy(np.stack([c[2] for c in crops]))
         return out
+
+    def batch(self, rng: np.random.Generator, size: int) -> dict[str, torch.Tensor]:
+        """``size`` random crops (:meth:`plan`, then :meth:`render`)."""
+        return self.render(self.plan(rng, size))
+
+    def crop(self, crop: Crop) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The pixels of one planned crop, resized to the model resolution (labels eroded)."""
+        rh, rw = self.resolution
+        item = self.items[crop.item]
+        image = np.asarray(Image.fromarray(item.image).resize((rw, rh), Image.Resampling.BILINEAR, box=crop.box))
+        label = depth = None
+        if item.label is not None:
+            label = np.asarray(Image.fromarray(item.label).resize((rw, rh), Image.Resampling.NEAREST, box=crop.box))
+            label = erode(label, self.erosion)
+        if item.depth is not None:
+            depth = np.asarray(Image.fromarray(item.depth).resize((rw, rh), Image.Resampling.NEAREST, box=crop.box))
+        if crop.flip:
+            image = image[:, ::-1]
+            label = label[:, ::-1] if label is not None else None
+            depth = depth[:, ::-1] if depth is not None else None
+        return image, label, depth
+
+
+class Batches:
+    """A stage's batches in order, rendered ``workers`` threads ahead of the training step.
+
+    Batches are planned in order from ``rng`` in this thread (so the stream is the same with any number of
+    workers) and rendered in a thread pool (resizing and erosion release the GIL; on a GPU machine the
+    crops of a 256x512 batch take longer than a training step). ``next()`` returns a batch with the data
+    RNG's state just after that batch was drawn: what a checkpoint saves, since ``rng`` itself has moved on
+    to the batches in flight. ``workers=0`` renders each batch when it is asked for.
+    """
+
+    def __init__(self, data: TargetSet, rng: np.random.Generator, batch_size: int, workers: int = 0) -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.data, self.rng, self.batch_size = data, rng, batch_size
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="adapt-data") if workers else None
+        self.ahead = 2 * workers
+        self.queue: deque = deque()
+
+    def _submit(self) -> None:
+        plan = self.data.plan(self.rng, self.batch_size)
+        self.queue.append((self.pool.submit(self.data.render, plan), self.rng.bit_generator.state))
+
+    def next(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """(the next batch, the data RNG's state to checkpoint after it)."""
+        if self.pool is None:
+            return self.data.batch(self.rng, self.batch_size), self.rng.bit_generator.state
+        while len(self.queue) < self.ahead:
+            self._submit()
+        future, state = self.queue.popleft()
+        return future.result(), state
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for future, _ in self.queue:
+                future.cancel()
+            self.pool.shutdown(wait=True)
+            self.queue.clear()
+
+    def __enter__(self) -> Batches:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

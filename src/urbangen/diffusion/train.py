@@ -23,7 +23,7 @@ import torch
 from urbangen.diffusion.artefacts import replace_dir, temp_dir
 from urbangen.diffusion.build import Modules
 from urbangen.diffusion.config import AdaptConfig, TrainConfig
-from urbangen.diffusion.data import TargetSet
+from urbangen.diffusion.data import Batches, TargetSet
 from urbangen.errors import UrbangenError
 
 LogFn = Callable[[dict], None]
@@ -103,49 +103,25 @@ def run(stage: StageRun, data: TargetSet, cfg: AdaptConfig, ckpt: Path, on_log: 
     for module in (stage.modules.vae,):
         if module is not None:
             module.to(device)
-    scheduler = stage.modules.scheduler
-    num_t = scheduler.config.num_train_timesteps
     bar = tqdm(total=tc.steps, initial=step, desc=f"stage {stage.number}", disable=not accelerator.is_main_process)
     start, start_step, loss_value = time.perf_counter(), step, float("nan")
     model.train()
-    while step < tc.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = tc.lr * min(1.0, (step + 1) / tc.warmup) if tc.warmup else tc.lr
-        batch = data.batch(data_rng, tc.batch_size)
-        # the condition is built where the model runs (a one-hot of 256x512 maps is slow on a CPU thread)
-        batch.update({k: batch[k].to(device) for k in ("labels", "depth") if k in batch})
-        with torch.no_grad():
-            x0 = stage.modules.encode(batch["images"].to(device), gen).float()
-        noise = torch.randn(x0.shape, generator=gen).to(device)
-        t = torch.randint(0, num_t, (x0.shape[0],), generator=gen).to(device)
-        noisy = scheduler.add_noise(x0, noise, t)
-        target = diffusion_target(scheduler, x0, noise, t)
-        cond = stage.cond_fn(batch, gen)
-        with accelerator.autocast():
-            pred = model(noisy, t, batch["domain"].to(device), None if cond is None else cond.to(device))
-        if tc.snr_gamma:
-            per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
-            loss = (per_sample * min_snr_weights(scheduler, t, tc.snr_gamma)).mean()
-        else:
-            loss = torch.nn.functional.mse_loss(pred.float(), target.float())
-        accelerator.backward(loss)
-        if tc.grad_clip:
-            accelerator.clip_grad_norm_(list(params.values()), tc.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            with torch.no_grad():
-                for name, p in params.items():
-                    ema[name].lerp_(p.detach(), 1.0 - tc.ema)
-        step += 1
-        loss_value = float(loss.detach())
-        rate = (step - start_step) / max(time.perf_counter() - start, 1e-9)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}")
-        if on_log is not None and accelerator.is_main_process and (step % 10 == 0 or step == tc.steps):
-            on_log({"stage": stage.number, "step": step, "loss": loss_value, "steps_per_s": rate})
-        if accelerator.is_main_process and (step % tc.checkpoint_every == 0 or step == tc.steps):
-            _save_checkpoint(ckpt, stage, params, optimizer, ema, data_rng, gen, step, loss_value)
+    with Batches(data, data_rng, tc.batch_size, cfg.data_workers) as batches:
+        while step < tc.steps:
+            batch, data_state = batches.next()
+            loss = _train_step(stage, model, optimizer, accelerator, params, ema, batch, gen, step)
+            step += 1
+            bar.update(1)
+            logged = step % 10 == 0 or step == tc.steps
+            checkpoint = step % tc.checkpoint_every == 0 or step == tc.steps
+            if logged or checkpoint:  # reading the loss waits for the GPU: not every step
+                loss_value = float(loss.detach())
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+            if on_log is not None and accelerator.is_main_process and logged:
+                rate = (step - start_step) / max(time.perf_counter() - start, 1e-9)
+                on_log({"stage": stage.number, "step": step, "loss": loss_value, "steps_per_s": rate})
+            if accelerator.is_main_process and checkpoint:
+                _save_checkpoint(ckpt, stage, params, optimizer, ema, data_state, gen, step, loss_value)
     bar.close()
     if ema is not None:
         with torch.no_grad():
@@ -160,7 +136,41 @@ def run(stage: StageRun, data: TargetSet, cfg: AdaptConfig, ckpt: Path, on_log: 
     }
 
 
-def _save_checkpoint(ckpt, stage, params, optimizer, ema, data_rng, gen, step, loss) -> None:
+def _train_step(stage, model, optimizer, accelerator, params, ema, batch, gen, step) -> torch.Tensor:
+    """One optimisation step on ``batch``; returns the loss (on the device, not waited for)."""
+    tc, device = stage.train, accelerator.device
+    scheduler = stage.modules.scheduler
+    for group in optimizer.param_groups:
+        group["lr"] = tc.lr * min(1.0, (step + 1) / tc.warmup) if tc.warmup else tc.lr
+    # the condition is built where the model runs (a one-hot of 256x512 maps is slow on a CPU thread)
+    batch.update({k: batch[k].to(device) for k in ("labels", "depth") if k in batch})
+    with torch.no_grad():
+        x0 = stage.modules.encode(batch["images"].to(device), gen).float()
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen).to(device)
+    noisy = scheduler.add_noise(x0, noise, t)
+    target = diffusion_target(scheduler, x0, noise, t)
+    cond = stage.cond_fn(batch, gen)
+    with accelerator.autocast():
+        pred = model(noisy, t, batch["domain"].to(device), None if cond is None else cond.to(device))
+    if tc.snr_gamma:
+        per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+        loss = (per_sample * min_snr_weights(scheduler, t, tc.snr_gamma)).mean()
+    else:
+        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+    accelerator.backward(loss)
+    if tc.grad_clip:
+        accelerator.clip_grad_norm_(list(params.values()), tc.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        with torch.no_grad():
+            for name, p in params.items():
+                ema[name].lerp_(p.detach(), 1.0 - tc.ema)
+    return loss
+
+
+def _save_checkpoint(ckpt, stage, params, optimizer, ema, data_state, gen, step, loss) -> None:
     from safetensors.torch import save_file
 
     tmp = temp_dir(ckpt)
@@ -171,7 +181,7 @@ def _save_checkpoint(ckpt, stage, params, optimizer, ema, data_rng, gen, step, l
     save_file(tensors, tmp / "state.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     state = {"stage": stage.number, "step": step, "loss": loss, "fingerprint": stage.fingerprint}
-    state["rng_numpy"] = data_rng.bit_generator.state
+    state["rng_numpy"] = data_state  # the data RNG as it was after this step's batch
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     replace_dir(tmp, ckpt)
 
