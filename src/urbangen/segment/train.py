@@ -283,10 +283,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, on_log: Callable[[dict], None] 
     last_log_step = start
     for step in range(start, cfg.iterations):
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=device)
         for micro in range(cfg.grad_accumulation):
             images, labels = next(batches)
-            images, labels = normalize(images, device), labels.to(device).long()
+            # pinned batches copy while the previous step still runs on the GPU
+            images = normalize(images.to(device, non_blocking=True), device)
+            labels = labels.to(device, non_blocking=True).long()
             with autocast:
                 logits = net(pixel_values=images).logits
             logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
@@ -298,18 +300,21 @@ def train(cfg: TrainConfig, out_dir: str | Path, on_log: Callable[[dict], None] 
             else:
                 with net.no_sync():
                     (loss / cfg.grad_accumulation).backward()
-            loss_sum += loss.item()
+            loss_sum += loss.detach()
         optimizer.step()
         scheduler.step()
-        loss_value = loss_sum / cfg.grad_accumulation
         done = step + 1
-        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.iterations):
+        logged = done % cfg.log_every == 0 or done == cfg.iterations
+        checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.iterations
+        if logged or checkpoint:  # reading the loss waits for the GPU: not every step
+            loss_value = float(loss_sum) / cfg.grad_accumulation
+        if rank == 0 and checkpoint:
             _save_checkpoint(ckpt_path, done, loss_value, cfg, model, optimizer, scheduler)
         now = time.perf_counter()
         images_per_s = (done - last_log_step) * per_step / max(now - t_log, 1e-9)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{images_per_s:.1f}", refresh=False)
-        if rank == 0 and on_log is not None and (done % cfg.log_every == 0 or done == cfg.iterations):
+        if rank == 0 and on_log is not None and logged:
             lr = optimizer.param_groups[0]["lr"]
             on_log({"step": done, "loss": loss_value, "lr": lr, "images_per_s": images_per_s})
         if done % cfg.log_every == 0:
