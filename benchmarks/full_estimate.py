@@ -180,12 +180,16 @@ def main(argv: list[str] | None = None) -> dict:
         "--adapt-batches",
         type=lambda text: [int(b) for b in text.split(",")],
         default=[],
-        help="after the projection, time both adaptation stages at these batch sizes (comma-separated)",
+        help="also time both adaptation stages at these batch sizes (comma-separated; before the preset's)",
     )
-    parser.add_argument("--sweep-steps", type=int, default=40, help="steps per stage at each --adapt-batches size")
+    parser.add_argument(
+        "--sweep-steps", type=int, default=40, help="steps per stage at each --adapt-batches size (at least 20)"
+    )
     parser.add_argument("--stop-after", choices=STEPS, help="end after this measurement (a partial estimate)")
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
     args = parser.parse_args(argv)
+    if args.sweep_steps < 20:
+        parser.error("--sweep-steps: at least 20 (progress is logged every 10 steps; a rate needs two marks)")
 
     from urbangen.pipeline_config import preset
 
@@ -333,8 +337,9 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
 
 
 def adapt_batch(est: Estimate, cfg, target: Path, out: Path, batch_size: int, steps_per_stage: int) -> None:
-    """Both adaptation stages at ``batch_size`` for ``steps_per_stage`` steps each (no checkpoints), in a
-    fresh folder: steady steps/s and images/s, and the batch's data preparation."""
+    """Both adaptation stages at ``batch_size`` for ``steps_per_stage`` steps each (a checkpoint only at
+    the end, outside the timed intervals), in a fresh folder: steady steps/s and images/s, and the batch's
+    data preparation."""
     from urbangen import steps
     from urbangen.diffusion.adapt import run_stage1, run_stage2
 

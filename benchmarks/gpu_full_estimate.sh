@@ -7,9 +7,9 @@
 #   OUT=gpu-out DEADLINE=540 bash benchmarks/gpu_full_estimate.sh
 #
 # DEADLINE (seconds from the start, default 540) bounds the whole script; the estimate gets at most
-# ESTIMATE_TIMEOUT of it (default 330) and the four test files share the rest. ADAPT_BATCHES=16,32 adds the
-# adaptation timed at those batch sizes after the projection. SMOKE=1 DEVICE=cpu checks the script on a CPU
-# machine (tiny models, no tests).
+# ESTIMATE_TIMEOUT of it (default 330) and the four test files share the rest. ADAPT_BATCHES=16,32 adds
+# the adaptation timed at those batch sizes (before the preset's stages). SMOKE=1 DEVICE=cpu checks the
+# script on a CPU machine (tiny models, no tests).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-gpu-out}

@@ -95,7 +95,8 @@ class Modules:
         dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
         latents = dist.mean
         if sample:
-            noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(dist.mean)
+            noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32)
+            noise = noise.to(dist.mean, non_blocking=True)
             latents = dist.mean + dist.std * noise
         shift = self.vae.config.shift_factor or 0.0
         return (latents - shift) * self.vae.config.scaling_factor

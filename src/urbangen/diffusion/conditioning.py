@@ -80,9 +80,11 @@ def condition_tensor(labels: torch.Tensor, spec: ConditionSpec, depth_m: torch.T
 
 def drop_condition(cond: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Replace each sample's condition by zeros with probability ``p`` (the null condition of CFG), in place:
-    only the dropped samples' memory is written (a product over the batch cost a pass over all of it)."""
+    only the dropped samples' memory is written (a product over the batch cost a pass over all of it), and
+    the draw stays on the CPU (a boolean mask on the GPU would wait for it)."""
     if p <= 0:
         return cond
     dropped = torch.rand(cond.shape[0], generator=generator) < p
-    cond[dropped.to(cond.device)] = 0.0
+    for i in dropped.nonzero().flatten().tolist():
+        cond[i].zero_()
     return cond

@@ -176,7 +176,8 @@ class Batches:
     workers) and rendered in a thread pool (resizing and erosion release the GIL; on a GPU machine the
     crops of a 256x512 batch take longer than a training step). ``next()`` returns a batch with the data
     RNG's state just after that batch was drawn: what a checkpoint saves, since ``rng`` itself has moved on
-    to the batches in flight. ``workers=0`` renders each batch when it is asked for.
+    to the batches in flight. ``workers=0`` renders each batch when it is asked for. At the end of a stage
+    the batches still in flight are dropped (the RNG state saved with the last step does not include them).
     """
 
     def __init__(self, data: TargetSet, rng: np.random.Generator, batch_size: int, workers: int = 0) -> None:
@@ -203,9 +204,7 @@ class Batches:
 
     def close(self) -> None:
         if self.pool is not None:
-            for future, _ in self.queue:
-                future.cancel()
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
             self.queue.clear()
 
     def __enter__(self) -> Batches:

@@ -114,7 +114,7 @@ def run(stage: StageRun, data: TargetSet, cfg: AdaptConfig, ckpt: Path, on_log: 
             bar.update(1)
             logged = step % 10 == 0 or step == tc.steps
             checkpoint = step % tc.checkpoint_every == 0 or step == tc.steps
-            if logged or checkpoint:  # reading the loss waits for the GPU: not every step
+            if logged or checkpoint:  # reading the loss waits for the GPU
                 loss_value = float(loss.detach())
                 bar.set_postfix(loss=f"{loss_value:.4f}")
             if on_log is not None and accelerator.is_main_process and logged:
@@ -142,17 +142,20 @@ def _train_step(stage, model, optimizer, accelerator, params, ema, batch, gen, s
     scheduler = stage.modules.scheduler
     for group in optimizer.param_groups:
         group["lr"] = tc.lr * min(1.0, (step + 1) / tc.warmup) if tc.warmup else tc.lr
-    # the condition is built where the model runs (a one-hot of 256x512 maps is slow on a CPU thread)
-    batch.update({k: batch[k].to(device) for k in ("labels", "depth") if k in batch})
+    # the condition is built where the model runs (a one-hot of 256x512 maps is slow on a CPU thread); copies
+    # do not block, so this thread does not wait for the previous step's kernels (the loss is read only at
+    # logged steps for the same reason)
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     with torch.no_grad():
-        x0 = stage.modules.encode(batch["images"].to(device), gen).float()
-    noise = torch.randn(x0.shape, generator=gen).to(device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen).to(device)
+        x0 = stage.modules.encode(batch["images"], gen).float()
+    noise = torch.randn(x0.shape, generator=gen).to(device, non_blocking=True)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+    t = t.to(device, non_blocking=True)
     noisy = scheduler.add_noise(x0, noise, t)
     target = diffusion_target(scheduler, x0, noise, t)
     cond = stage.cond_fn(batch, gen)
     with accelerator.autocast():
-        pred = model(noisy, t, batch["domain"].to(device), None if cond is None else cond.to(device))
+        pred = model(noisy, t, batch["domain"], None if cond is None else cond.to(device))
     if tc.snr_gamma:
         per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, t, tc.snr_gamma)).mean()

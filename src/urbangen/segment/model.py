@@ -177,6 +177,6 @@ def normalize(images: np.ndarray | torch.Tensor, device: str | torch.device = "c
     if batch.ndim != 4 or batch.shape[-1] != 3:
         raise UrbangenError(f"expected images as BxHxWx3 uint8, got shape {tuple(batch.shape)}")
     batch = batch.permute(0, 3, 1, 2).float()
-    mean = torch.tensor(MEAN, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=batch.device).view(1, 3, 1, 1)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1).to(batch.device, non_blocking=True)  # not waiting for the GPU
+    std = torch.tensor(STD).view(1, 3, 1, 1).to(batch.device, non_blocking=True)
     return (batch - mean) / std

@@ -286,7 +286,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, on_log: Callable[[dict], None] 
         loss_sum = torch.zeros((), device=device)
         for micro in range(cfg.grad_accumulation):
             images, labels = next(batches)
-            # pinned batches copy while the previous step still runs on the GPU
+            # copies from pinned memory that do not wait for the previous step's kernels (nor does the loss,
+            # read only at logged and checkpointed steps)
             images = normalize(images.to(device, non_blocking=True), device)
             labels = labels.to(device, non_blocking=True).long()
             with autocast:
