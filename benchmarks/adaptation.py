@@ -9,7 +9,9 @@ filtering and rectification, then the ``urbangen`` and ``urbangen_nofilter`` seg
 reusing the run's world, baselines, pseudo-labels and adapted generator (minutes instead of a whole demo).
 
 With ``--readapt`` (or ``--adapt-set stage2.steps=3200``) it adapts the generator anew first, on ``--device``:
-the compute what-if. ``bundle`` packs what such a what-if needs of a run that cannot be remade (pseudo-labels,
+the compute what-if. ``--pseudo-from urbangen`` is a second round: the target pseudo-labelled anew by the
+run's urbangen segmenter (as the pipeline labels), the generator adapted on those labels, MCOC scored by it.
+``bundle`` packs what such a what-if needs of a run that cannot be remade (pseudo-labels,
 the MCOC judge, the config; a few MB) so it can travel to a GPU machine; ``worlds --bundle B`` remakes the
 run's worlds there from their seeds, checked against the run's files, and ``regenerate --run B`` then works
 on the bundle (``benchmarks/gpu_compute.sh``).
@@ -454,6 +456,21 @@ def readapt(cfg, parts: dict[str, Path], out: Path) -> Path:
     return out
 
 
+def relabel(cfg, parts: dict[str, Path], segmenter: str, out: Path) -> Path:
+    """The run's target train images pseudo-labelled by its ``segmenter`` as the pipeline's step labels them
+    (the config's spatial prior, class balance, threshold); resumable (finished images are skipped)."""
+    from urbangen.segment.data import DataSource
+    from urbangen.segment.pseudo import pseudo_label
+    from urbangen.steps import model_folders
+
+    options = cfg.pseudo_label.model_dump(exclude={"spatial_prior"})
+    source = DataSource(format="cityscapes", root=parts["source"], split="train")
+    target = DataSource(format="cityscapes", root=parts["target"], split="train")
+    prior = source if cfg.pseudo_label.spatial_prior else None
+    pseudo_label(model_folders(parts[segmenter])[0], target, out, spatial_prior=prior, **options)
+    return out
+
+
 def regenerate(args: argparse.Namespace) -> dict:
     """Generation -> filter/rectify -> segmenters -> val mIoU on a finished demo run (or a bundle of one), with
     --set changes; with --readapt / --adapt-set the generator is adapted anew first (a compute what-if)."""
@@ -471,7 +488,10 @@ def regenerate(args: argparse.Namespace) -> dict:
         cfg = PipelineConfig.model_validate(json.loads((run / BUNDLE_FILE).read_text())["config"])
     else:
         cfg = load_pipeline_config(None, scale=args.scale, seed=args.seed)
-    scorer_name = args.scorer or cfg.pseudo_label_from
+    labeller_name = args.pseudo_from or cfg.pseudo_label_from
+    scorer_name = args.scorer or labeller_name
+    if labeller_name not in parts:
+        raise SystemExit(f"--pseudo-from {labeller_name}: not a segmenter of {run} (have {sorted(parts)})")
     if scorer_name not in parts:
         raise SystemExit(f"--scorer {scorer_name}: not a segmenter of {run} (have {sorted(parts)})")
     generate, adapt = dict(cfg.generate), dict(cfg.adapt)
@@ -483,7 +503,7 @@ def regenerate(args: argparse.Namespace) -> dict:
         generate = nested_update(generate, "engine.device", args.device, "--device")
         adapt["device"] = args.device
     cfg = cfg.model_copy(update={"generate": generate, "adapt": adapt})
-    readapting = args.readapt or bool(adapt_changes)
+    readapting = args.readapt or bool(adapt_changes) or bool(args.pseudo_from)
     if readapting and args.candidates_from:
         raise SystemExit("--candidates-from with --readapt: those candidates are not the new generator's")
     result = {
@@ -492,6 +512,7 @@ def regenerate(args: argparse.Namespace) -> dict:
         "adapt": adapt if readapting else None,
         "device": args.device,
         "scorer": scorer_name,
+        "pseudo_from": labeller_name,
         "plain_scorer": args.plain_scorer,
     }
     timings = result["timings"] = {}
@@ -500,6 +521,10 @@ def regenerate(args: argparse.Namespace) -> dict:
 
         result["device_name"] = torch.cuda.get_device_name(torch.device(args.device))
     start = time.perf_counter()
+    if args.pseudo_from:  # a second round: the target pseudo-labelled anew by another of the run's segmenters
+        parts = {**parts, "pseudo-label": relabel(cfg, parts, labeller_name, out / "pseudo-label")}
+        timings["pseudo_label_s"] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
     if readapting:
         generator = readapt(cfg, parts, out / "adapt")  # stage 2 records its exemplars itself
         timings["adapt_s"] = round(time.perf_counter() - start, 1)
@@ -512,7 +537,7 @@ def regenerate(args: argparse.Namespace) -> dict:
         generator = parts["generator"]
     scorer = parts[scorer_name]
     # the demo scores with its pseudo-labeller as it labelled: its spatial prior and class weights
-    labeller = scorer_name == cfg.pseudo_label_from and not args.plain_scorer
+    labeller = scorer_name == labeller_name and not args.plain_scorer
     labelling = parts.get("pseudo-label") if labeller else None
     gen = _generate_config(cfg, generator, parts["source"], out / "candidates", scorer, pseudo_labels=labelling)
     if args.candidates_from:
@@ -956,6 +981,11 @@ def main() -> None:
         help="filter-only what-if on these candidates (RUN/for-loop-*/generate-shard/candidates, or OUT/candidates)",
     )
     p.add_argument("--readapt", action="store_true", help="adapt the generator anew (the run's adapt settings)")
+    p.add_argument(
+        "--pseudo-from",
+        help="a second round: pseudo-label the target anew with this segmenter of the run (e.g. urbangen), adapt "
+        "anew on those labels and score MCOC with it",
+    )
     p.add_argument(
         "--adapt-set",
         action="append",

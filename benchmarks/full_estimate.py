@@ -13,9 +13,10 @@ batch (crops on the CPU, the control condition on the training device; under ``d
 adaptation's time), stage 1 and stage 2 of the adaptation (steady steps/s after the first log),
 generation with the preset's engine (the first batch, with torch.compile and CUDA-graph capture, timed
 apart from the steady batches) and MCOC filtering with rectification. The projection multiplies each
-steady rate by the preset's amount of that work (scenes, iterations x trainings, steps, candidates, maps)
-and adds the one-off compile; it runs the steps one after another (the pipeline overlaps the three world
-tasks and the five trainings where it can), so it is an upper bound for this machine. Writes
+steady rate by the preset's amount of that work (scenes, iterations x trainings, steps, candidates, maps;
+what runs once per pseudo-labelling round, that many times) and adds the one-off compile per round; it
+runs the steps one after another (the pipeline overlaps the three world tasks and the trainings where it
+can), so it is an upper bound for this machine. Writes
 OUT/estimate.json after every measurement (a run cut short keeps what it measured).
 
 ``--adapt-batches 16,32`` also times both adaptation stages at other batch sizes (short runs before the
@@ -225,7 +226,8 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
 
     out = args.out
     scenes = full.source.n, full.target.n, full.val.n
-    trainings = len(METHODS) * len(full.train_seeds)
+    rounds = full.pseudo_label_rounds  # each round after the first: relabel, stage 2, generate, filter, a training
+    trainings = (len(METHODS) + rounds - 1) * len(full.train_seeds)
 
     # world scenes (CPU): the three roles, a slice of each
     sliced = {"source": args.scenes, "target": args.scenes, "val": max(2, args.scenes // 2)}
@@ -247,7 +249,8 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
         "train",
         {"images_per_s": round(images_per_s, 2), "iterations": args.seg_iterations},
         per_training * trainings,
-        f"{trainings} trainings ({len(METHODS)} methods x {len(full.train_seeds)} seeds) of "
+        f"{trainings} trainings ({len(METHODS)} methods + {rounds - 1} earlier rounds, x {len(full.train_seeds)} "
+        f"seeds) of "
         f"{full.segment['iterations']} iterations, {per_training / 60:.1f} min each",
     )
 
@@ -263,7 +266,12 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
         pseudo_label, model, steps._source(data["target"], "train"), out / "pseudo", spatial_prior=prior, **options
     )
     per_target = seconds / sliced["target"]
-    est.add("pseudo_label", {"s_per_image": round(per_target, 4)}, per_target * full.target.n, "target scenes")
+    est.add(
+        "pseudo_label",
+        {"s_per_image": round(per_target, 4)},
+        per_target * full.target.n * rounds,
+        f"target scenes x {rounds} rounds",
+    )
 
     # FDA renders of the source
     params = {"seed": cfg.seed, **cfg.fda.model_dump(exclude_none=True)}
@@ -290,13 +298,14 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
         marks: list[tuple[float, float]] = []
         run_stage(adapt_cfg, out / "gen", lambda record, m=marks: m.append((time.perf_counter(), record["step"])))
         step_s, checkpoint_s = split_checkpoints(marks, adapt[stage]["checkpoint_every"])
-        total = getattr(preset_adapt, stage).steps
+        times = rounds if stage == "stage2" else 1  # stage 2 is adapted anew in every round
+        total = getattr(preset_adapt, stage).steps * times
         checkpoints = total // getattr(preset_adapt, stage).checkpoint_every
         est.add(
             f"adapt_{stage}",
             {"steps_per_s": round(1 / step_s, 3), "checkpoint_s": round(checkpoint_s, 2)},
             total * step_s + checkpoints * checkpoint_s,
-            f"{total} steps, {checkpoints} checkpoints",
+            f"{total} steps, {checkpoints} checkpoints" + (f" ({times} rounds)" if times > 1 else ""),
         )
 
     # generation with the preset's engine: the first batch (compile, graph capture) apart from the rest
@@ -314,8 +323,8 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
         "generate",
         {"first_batch_s": round(first_batch, 1), "maps_per_s": round(1 / per_map, 3),
          "images_per_s": round(candidates / per_map, 2)},
-        first_batch + per_map * full.source.n,
-        f"{full.source.n} maps x {candidates} candidates, the first batch's compile once",
+        (first_batch + per_map * full.source.n) * rounds,
+        f"{full.source.n} maps x {candidates} candidates, the first batch's compile once, x {rounds} rounds",
     )  # fmt: skip
 
     # MCOC filter + rectification of those candidates, scored as the pseudo-labeller labelled, and the
@@ -331,8 +340,8 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
     est.add(
         "filter_rectify",
         {"s_per_map": round(per_filtered, 4), "kept": summary["kept"]},
-        per_filtered * full.source.n,
-        f"{full.source.n} maps",
+        per_filtered * full.source.n * rounds,
+        f"{full.source.n} maps x {rounds} rounds",
     )
 
 

@@ -131,52 +131,18 @@ def build_pipeline(cfg: PipelineConfig, caching: bool | None = None):
         fda = step(c.fda_translate(config=config, parent_run_id=run_id, source=source, target=target), "fda_translate")
         fda_seg = train("fda", fda.outputs["translated"])
         # the pseudo-labeller (and MCOC judge) is the best source-trained model available: FDA's
-        pseudo_seg = fda_seg if cfg.pseudo_label_from == "fda" else source_seg
-        pseudo = step(
-            c.pseudo_label(
-                config=config,
-                parent_run_id=run_id,
-                segmenter=pseudo_seg.outputs["model"],
-                target=target,
-                source=source,
-            ),
-            "pseudo_label",
-        )
+        labeller = fda_seg if cfg.pseudo_label_from == "fda" else source_seg
         stage1 = step(c.adapt_stage1(config=config, parent_run_id=run_id, target=target), "adapt_stage1")
-        stage2 = step(
-            c.adapt_stage2(
-                config=config,
-                parent_run_id=run_id,
-                target=target,
-                labels=pseudo.outputs["labels"],
-                stage1=stage1.outputs["generator"],
-            ),
-            "adapt_stage2",
-        )
-        with dsl.ParallelFor(items=shards, parallelism=res.generate_parallelism) as shard:
-            gen = step(
-                c.generate_shard(
-                    config=config,
-                    tracking_run=run.outputs["run"],
-                    shard_index=shard,
-                    num_shards=len(shards),
-                    generator=stage2.outputs["generator"],
-                    source=source,
-                ),
-                "generate_shard",
-            )
-        fr = step(
-            c.filter_rectify(
-                config=config,
-                parent_run_id=run_id,
-                shards=dsl.Collected(gen.outputs["candidates"]),
-                generator=stage2.outputs["generator"],
-                source=source,
-                segmenter=pseudo_seg.outputs["model"],
-                labels=pseudo.outputs["labels"],
-            ),
-            "filter_rectify",
-        )
+        for round_ in range(1, cfg.pseudo_label_rounds + 1):
+            # each round: pseudo-label the target with the labeller, adapt stage 2 on those labels, generate,
+            # filter and rectify with the labeller as judge; a later round's labeller is the urbangen
+            # segmenter of the round before (better pseudo-labels than FDA's; docs/BENCHMARKS.md "A second round")
+            suffix = f" (round {round_})" if cfg.pseudo_label_rounds > 1 else ""
+            pseudo, stage2, fr = _round(config, run_id, run, step, labeller, stage1, source, target, shards, res)
+            for task, name in ((pseudo, "pseudo label"), (stage2, "adapt stage2"), (fr, "filter rectify")):
+                task.set_display_name(name + suffix)
+            if round_ < cfg.pseudo_label_rounds:
+                labeller = train(f"urbangen_round{round_}", fr.outputs["generated"])
 
         trained = {
             "source_only": source_seg,
@@ -212,3 +178,48 @@ def build_pipeline(cfg: PipelineConfig, caching: bool | None = None):
         return Outputs(report=rep.outputs["page"], results=rep.outputs["results_json"])
 
     return urbangen
+
+
+def _round(config, run_id, run, step, labeller, stage1, source, target, shards, res):
+    """One pseudo-labelling round's tasks: pseudo-labels, stage-2 adaptation, generation shards, filter."""
+    pseudo = step(
+        c.pseudo_label(
+            config=config, parent_run_id=run_id, segmenter=labeller.outputs["model"], target=target, source=source
+        ),
+        "pseudo_label",
+    )
+    stage2 = step(
+        c.adapt_stage2(
+            config=config,
+            parent_run_id=run_id,
+            target=target,
+            labels=pseudo.outputs["labels"],
+            stage1=stage1.outputs["generator"],
+        ),
+        "adapt_stage2",
+    )
+    with dsl.ParallelFor(items=shards, parallelism=res.generate_parallelism) as shard:
+        gen = step(
+            c.generate_shard(
+                config=config,
+                tracking_run=run.outputs["run"],
+                shard_index=shard,
+                num_shards=len(shards),
+                generator=stage2.outputs["generator"],
+                source=source,
+            ),
+            "generate_shard",
+        )
+    fr = step(
+        c.filter_rectify(
+            config=config,
+            parent_run_id=run_id,
+            shards=dsl.Collected(gen.outputs["candidates"]),
+            generator=stage2.outputs["generator"],
+            source=source,
+            segmenter=labeller.outputs["model"],
+            labels=pseudo.outputs["labels"],
+        ),
+        "filter_rectify",
+    )
+    return pseudo, stage2, fr

@@ -161,9 +161,12 @@ def test_full_estimate_measures_every_step_and_projects_the_preset(tmp_path):
     assert swept["data"]["batch"] == 4
     for stage in ("stage1", "stage2"):
         assert swept[stage]["images_per_s"] == pytest.approx(4 * swept[stage]["steps_per_s"], rel=0.01)
-    # projected from the preset's amounts, not the slice's: 15 trainings of 20000 iterations of 8 crops
+    # projected from the preset's amounts, not the slice's: (5 methods + round 1's urbangen) x 3 seeds = 18
+    # trainings of 20000 iterations of 8 crops; stage 2 in both pseudo-labelling rounds
     train = result["steps"]["train"]
-    assert train["projected_s"] == pytest.approx(15 * 20000 * 8 / train["measured"]["images_per_s"], rel=1e-3)
+    assert train["projected_s"] == pytest.approx(18 * 20000 * 8 / train["measured"]["images_per_s"], rel=1e-3)
+    stage2 = result["steps"]["adapt_stage2"]
+    assert "40000 steps" in stage2["note"] and "(2 rounds)" in stage2["note"]
     assert result["projected_total_s"] == pytest.approx(sum(s["projected_s"] for s in result["steps"].values()))
     partial = estimate.main([*args, "--out", str(tmp_path / "part"), "--stop-after", "train"])
     assert list(partial["steps"]) == ["world", "train"]

@@ -43,6 +43,14 @@ def _base(name: str) -> str:
     return head if tail.isdigit() else name
 
 
+def _producer(task: dict, artifact: str) -> str:
+    return task["inputs"]["artifacts"][artifact]["taskOutputArtifact"]["producerTask"]
+
+
+def _method(task: dict) -> str | None:
+    return task["inputs"]["parameters"].get("method", {}).get("runtimeValue", {}).get("constant")
+
+
 def test_one_task_per_step_and_parallel_for(compiled):
     spec, _ = compiled
     tasks = spec["root"]["dag"]["tasks"]
@@ -51,19 +59,40 @@ def test_one_task_per_step_and_parallel_for(compiled):
     inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     names = {_base(t) for t in tasks} | {_base(t) for t in inner}
     assert names >= STEPS
-    # five methods trained and scored on val in the same task (source-only and FDA reused for pseudo-labels)
-    assert sum(_base(t) == "train-segmenter" for t in tasks) == 5
+    # five methods trained and scored on val in the same task (source-only and FDA reused for pseudo-labels),
+    # and the first round's urbangen segmenter that labels the second round
+    trains = {_method(task): name for name, task in tasks.items() if _base(name) == "train-segmenter"}
+    assert set(trains) == {"source_only", "fda", "urbangen_round1", "urbangen_nofilter", "urbangen", "oracle"}
     assert not any(_base(t) == "evaluate" for t in tasks)
-    for name, task in tasks.items():
-        if _base(name) == "train-segmenter":
-            assert task["inputs"]["artifacts"]["val"]["taskOutputArtifact"]["producerTask"] == "make-dataset-3"
-    # MCOC is scored by the pseudo-labeller as it labelled (its prior and class weights: the labels' folder)
-    judge = tasks["filter-rectify"]["inputs"]["artifacts"]
-    assert judge["labels"]["taskOutputArtifact"] == {"outputArtifactKey": "labels", "producerTask": "pseudo-label"}
-    assert (
-        judge["segmenter"]["taskOutputArtifact"]["producerTask"]
-        == tasks["pseudo-label"]["inputs"]["artifacts"]["segmenter"]["taskOutputArtifact"]["producerTask"]
-    )
+    assert all(_producer(tasks[name], "val") == "make-dataset-3" for name in trains.values())
+
+
+def test_each_round_is_labelled_and_judged_by_the_round_before(compiled):
+    """Round 1: FDA's segmenter labels the target and judges the candidates; round 2: round 1's urbangen
+    segmenter does both; the methods train on the last round's data. MCOC is scored by the labeller as it
+    labelled (its prior and class weights: the labels' folder)."""
+    spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    trains = {_method(task): name for name, task in tasks.items() if _base(name) == "train-segmenter"}
+    pseudo = sorted((n for n in tasks if _base(n) == "pseudo-label"), key=len)
+    judges = sorted((n for n in tasks if _base(n) == "filter-rectify"), key=len)
+    assert len(pseudo) == len(judges) == 2 and sum(_base(n) == "adapt-stage2" for n in tasks) == 2
+    for labeller, labels, judge in zip((trains["fda"], trains["urbangen_round1"]), pseudo, judges, strict=True):
+        assert _producer(tasks[labels], "segmenter") == labeller == _producer(tasks[judge], "segmenter")
+        assert _producer(tasks[judge], "labels") == labels
+        stage2 = _producer(tasks[judge], "generator")
+        assert _producer(tasks[stage2], "labels") == labels
+    assert _producer(tasks[trains["urbangen_round1"]], "train_data") == judges[0]
+    for method in ("urbangen", "urbangen_nofilter"):
+        assert _producer(tasks[trains[method]], "train_data") == judges[1]
+    assert _producer(tasks["register-models"], "generator") == _producer(tasks[judges[1]], "generator")
+
+
+def test_one_round_compiles_without_a_second(tmp_path):
+    path = compile_pipeline(preset("demo", pseudo_label_rounds=1), tmp_path / "one.yaml")
+    tasks = next(yaml.safe_load_all(path.read_text()))["root"]["dag"]["tasks"]
+    assert sum(_base(n) == "pseudo-label" for n in tasks) == 1
+    assert sum(_base(n) == "train-segmenter" for n in tasks) == 5
 
 
 def test_gpu_steps_ask_for_accelerators_and_cpu_steps_do_not(compiled):

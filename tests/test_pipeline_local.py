@@ -29,8 +29,11 @@ def test_results_json_has_every_method(smoke_run):
     for method, result in results["methods"].items():
         assert 0 <= result["mIoU"] <= 100, method
         assert len(result["per_class"]) == 19
-    assert results["scale"] == "smoke"
+    assert results["scale"] == "smoke" and results["pseudo_label_rounds"] == 2
     assert {"train-source_only", "adapt-stage1", "adapt-stage2", "filter-rectify"} <= set(results["timings"])
+    # the smoke preset runs two pseudo-labelling rounds: the second round's steps are listed apart
+    assert {"train-urbangen_round1", "pseudo-label (round 2)", "adapt-stage2 (round 2)"} <= set(results["timings"])
+    assert "filter-rectify (round 2)" in results["timings"] and "adapt-stage1 (round 2)" not in results["timings"]
     # in the order the steps started (a report re-rendered from this file lists them so): data first
     steps = list(results["timings"])
     assert steps[0].startswith("data-") and steps.index("adapt-stage1") < steps.index("adapt-stage2")

@@ -143,6 +143,9 @@ class PipelineConfig(StrictModel):
     val: DataSpec
     oracle: bool = True
     pseudo_label_from: Literal["source_only", "fda"] = "fda"
+    # rounds of pseudo-labelling: a round after the first relabels the target with the urbangen segmenter of
+    # the round before, adapts stage 2 anew on those labels, generates and filters with it as the judge
+    pseudo_label_rounds: int = Field(default=1, ge=1, le=3)
     generate_shards: int = Field(default=2, gt=0)
     segment: dict[str, Any] = Field(default_factory=dict)
     pseudo_label: PseudoLabelConfig = Field(default_factory=PseudoLabelConfig)
@@ -220,6 +223,7 @@ SMOKE = {
         "lr": 6e-4,
     },
     "pseudo_label": {"threshold": 0.5, "spatial_prior": True, "class_balance": True},
+    "pseudo_label_rounds": 2,  # as the demo
     "adapt": {"base": "tiny", "stage1": {"steps": 4, "batch_size": 2}, "stage2": {"steps": 4, "batch_size": 2}},
     # smoke models are barely trained: keep every map (the filter still scores, selects and rectifies)
     "generate": {"candidates": 2, "steps": 2, "batch_size": 4, "mcoc": {"threshold": 0.0}},
@@ -259,6 +263,9 @@ DEMO = {
         "spatial_prior": True,
         "class_balance": True,
     },
+    # a second round labels the target with the first round's urbangen segmenter: urbangen +0.9 and +1.4
+    # mIoU over three training seeds on two seed pairs (docs/BENCHMARKS.md "A second round of pseudo-labels")
+    "pseudo_label_rounds": 2,
     # small pixel-space generator from scratch with concat control (follows the labels after a few hundred
     # steps, where a ControlNet needs thousands): docs/BENCHMARKS.md "End-to-end demo" has the measurements
     "adapt": {

@@ -492,17 +492,22 @@ def filter_rectify(
 # ---------------------------------------------------------------------------------------------- report
 def step_timings(cfg: PipelineConfig, parent_run_id: str) -> dict[str, float]:
     """Seconds per step, from the start and end times of the parent's finished nested MLflow runs (a step
-    that failed and ran again after ``--resume`` counts its finished run)."""
+    that failed and ran again after ``--resume`` counts its finished run). A step that runs once per
+    pseudo-labelling round (the same name again) is listed as ``name (round N)`` from its second run on."""
     client = tracker(cfg).client
     runs = client.search_runs(
         [client.get_run(parent_run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
         max_results=1000,
     )
-    timings = {}
+    timings: dict[str, float] = {}
+    seen: dict[str, int] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time):
         if run.info.end_time and run.info.status == "FINISHED":
-            timings[run.info.run_name] = (run.info.end_time - run.info.start_time) / 1000
+            name = run.info.run_name
+            seen[name] = seen.get(name, 0) + 1
+            key = name if seen[name] == 1 else f"{name} (round {seen[name]})"
+            timings[key] = (run.info.end_time - run.info.start_time) / 1000
     return timings
 
 
@@ -580,6 +585,7 @@ def report(
         "seed": cfg.seed,
         "style_seed": cfg.style_seed,
         "train_seeds": cfg.train_seeds,
+        "pseudo_label_rounds": cfg.pseudo_label_rounds,
         "size": list(cfg.size),
         "target": cfg.target.model_dump(mode="json"),
         "generation": {
