@@ -136,7 +136,7 @@ def build_pipeline(cfg: PipelineConfig, caching: bool | None = None):
         for round_ in range(1, cfg.pseudo_label_rounds + 1):
             # each round: pseudo-label the target with the labeller, adapt stage 2 on those labels, generate,
             # filter and rectify with the labeller as judge; a later round's labeller is the urbangen
-            # segmenter of the round before (better pseudo-labels than FDA's; docs/BENCHMARKS.md "A second round")
+            # segmenter of the round before (docs/BENCHMARKS.md "A second round of pseudo-labels")
             suffix = f" (round {round_})" if cfg.pseudo_label_rounds > 1 else ""
             pseudo, stage2, fr = _round(config, run_id, run, step, labeller, stage1, source, target, shards, res)
             for task, name in ((pseudo, "pseudo label"), (stage2, "adapt stage2"), (fr, "filter rectify")):
