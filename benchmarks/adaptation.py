@@ -459,15 +459,9 @@ def readapt(cfg, parts: dict[str, Path], out: Path) -> Path:
 def relabel(cfg, parts: dict[str, Path], segmenter: str, out: Path) -> Path:
     """The run's target train images pseudo-labelled by its ``segmenter`` as the pipeline's step labels them
     (the config's spatial prior, class balance, threshold); resumable (finished images are skipped)."""
-    from urbangen.segment.data import DataSource
-    from urbangen.segment.pseudo import pseudo_label
-    from urbangen.steps import model_folders
+    from urbangen.steps import label_target, model_folders
 
-    options = cfg.pseudo_label.model_dump(exclude={"spatial_prior"})
-    source = DataSource(format="cityscapes", root=parts["source"], split="train")
-    target = DataSource(format="cityscapes", root=parts["target"], split="train")
-    prior = source if cfg.pseudo_label.spatial_prior else None
-    pseudo_label(model_folders(parts[segmenter])[0], target, out, spatial_prior=prior, **options)
+    label_target(cfg, model_folders(parts[segmenter])[0], parts["target"], out, parts["source"])
     return out
 
 

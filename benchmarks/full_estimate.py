@@ -221,7 +221,6 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
     from urbangen.diffusion.adapt import run_stage1, run_stage2
     from urbangen.generate.filtering import filter_and_rectify
     from urbangen.generate.run import generate_candidates
-    from urbangen.segment.pseudo import pseudo_label
     from urbangen.segment.train import TrainConfig, train
 
     out = args.out
@@ -260,11 +259,7 @@ def measure(est: Estimate, full, cfg, args: argparse.Namespace) -> None:
     est.add("evaluate", {"s_per_image": round(per_val, 4)}, per_val * full.val.n * trainings, f"{trainings} models")
 
     # pseudo-labels of the target images with the source's spatial prior (the pipeline's options)
-    options = {k: v for k, v in cfg.pseudo_label.model_dump().items() if k != "spatial_prior"}
-    prior = steps._source(data["source"], "train") if cfg.pseudo_label.spatial_prior else None
-    seconds, _ = timed(
-        pseudo_label, model, steps._source(data["target"], "train"), out / "pseudo", spatial_prior=prior, **options
-    )
+    seconds, _ = timed(steps.label_target, cfg, model, data["target"], out / "pseudo", data["source"])
     per_target = seconds / sliced["target"]
     est.add(
         "pseudo_label",

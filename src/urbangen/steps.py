@@ -260,23 +260,29 @@ def pseudo_label(
 ) -> dict[str, Any]:
     """Confidence-thresholded pseudo-labels of the target training images; with ``pseudo_label.spatial_prior``
     the source's class layout (``source_dir``) weighs the segmenter's softmax (CBST-SP)."""
+    cfg = load(config)
+    with step_run(cfg, parent_run_id, "pseudo-label", cfg.pseudo_label.model_dump()) as run:
+        summary = label_target(cfg, model_folders(segmenter)[0], target_dir, out, source_dir)
+        numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
+        run.log_metrics(numbers)
+        run.log_artifact(Path(out) / "summary.json")
+    return numbers
+
+
+def label_target(
+    cfg: PipelineConfig, segmenter_dir: Path, target_dir: str | Path, out: str | Path, source_dir: str | Path | None
+) -> dict[str, Any]:
+    """Pseudo-label the target train images with the config's options (the source's layout as the spatial
+    prior when ``pseudo_label.spatial_prior``); the step's work, also what the benchmarks call."""
     from urbangen.segment.pseudo import pseudo_label as run_pseudo_label
 
-    cfg = load(config)
-    params = cfg.pseudo_label.model_dump()
-    options = {k: v for k, v in params.items() if k != "spatial_prior"}
+    options = cfg.pseudo_label.model_dump(exclude={"spatial_prior"})
     prior = None
     if cfg.pseudo_label.spatial_prior:
         if source_dir is None:
             raise UrbangenError("pipeline config: pseudo_label.spatial_prior needs the labelled source dataset")
         prior = _source(source_dir, "train")
-    with step_run(cfg, parent_run_id, "pseudo-label", params) as run:
-        segmenter_dir = model_folders(segmenter)[0]
-        summary = run_pseudo_label(segmenter_dir, _source(target_dir, "train"), out, spatial_prior=prior, **options)
-        numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
-        run.log_metrics(numbers)
-        run.log_artifact(Path(out) / "summary.json")
-    return numbers
+    return run_pseudo_label(segmenter_dir, _source(target_dir, "train"), out, spatial_prior=prior, **options)
 
 
 def evaluation_device(cfg: PipelineConfig) -> str:
